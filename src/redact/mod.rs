@@ -1,0 +1,155 @@
+//! The streaming redaction engine.
+//!
+//! A [`Redactor`] holds the compiled rules and the masking policy; it is
+//! built once and shared (cloning is cheap). Each byte stream gets a
+//! [`Stream`], which takes input in chunks of any size and produces output
+//! that does not depend on how the input was cut. See [`Stream`] for the
+//! buffer discipline and the memory bound.
+
+mod policy;
+mod stream;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+pub use policy::{FingerprintKey, Policy, MASK};
+pub use stream::{Stream, DEFAULT_CAPACITY};
+
+use crate::detect::{BuiltinOptions, Encoding, RuleError, Rules, RulesBuilder};
+
+/// A secret that was masked. It never holds secret bytes: only the rule,
+/// where the secret was, and the public token identifier.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// Name of the rule that matched.
+    pub rule: Arc<str>,
+    /// How the secret was written.
+    pub encoding: Encoding,
+    /// Byte offset of the first rewritten byte in the input stream.
+    pub offset: u64,
+    /// Number of input bytes rewritten.
+    pub len: u64,
+    /// The token identifier (`dt0c01.<public part>`), when the token has
+    /// one and the policy shows it in the output.
+    pub token_id: Option<String>,
+}
+
+/// Errors from building a [`Redactor`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A rule is invalid.
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+}
+
+/// Compiled rules plus a masking policy. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Redactor {
+    rules: Rules,
+    policy: Policy,
+}
+
+/// Builds a [`Redactor`].
+#[derive(Debug, Clone)]
+pub struct RedactorBuilder {
+    rules: RulesBuilder,
+    policy: Policy,
+}
+
+impl RedactorBuilder {
+    /// Sets the masking policy (default: [`Policy::KeepId`]).
+    pub fn policy(&mut self, policy: Policy) -> &mut Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Sets which built-in detections run.
+    pub fn builtin(&mut self, options: BuiltinOptions) -> &mut Self {
+        self.rules.builtin(options);
+        self
+    }
+
+    /// Adds a literal rule.
+    pub fn literal(&mut self, name: &str, literal: &[u8]) -> &mut Self {
+        self.rules.literal(name, literal);
+        self
+    }
+
+    /// Adds a known secret value (masked in plain, percent-encoded and
+    /// base64 forms).
+    pub fn known_secret(&mut self, name: &str, value: &[u8]) -> &mut Self {
+        self.rules.known_secret(name, value);
+        self
+    }
+
+    /// Adds a regex rule with an optional match length bound in bytes.
+    pub fn regex(&mut self, name: &str, pattern: &str, max_len: Option<usize>) -> &mut Self {
+        self.rules.regex(name, pattern, max_len);
+        self
+    }
+
+    /// Compiles the rules.
+    ///
+    /// # Errors
+    ///
+    /// Any rule error; see [`RuleError`].
+    pub fn build(&self) -> Result<Redactor, BuildError> {
+        Ok(Redactor {
+            rules: self.rules.build()?,
+            policy: self.policy.clone(),
+        })
+    }
+}
+
+impl Default for Redactor {
+    fn default() -> Self {
+        Redactor {
+            rules: Rules::builtin(),
+            policy: Policy::KeepId,
+        }
+    }
+}
+
+impl Redactor {
+    /// Returns a builder with the built-in rules and the `keep-id` policy.
+    pub fn builder() -> RedactorBuilder {
+        RedactorBuilder {
+            rules: RulesBuilder::default(),
+            policy: Policy::KeepId,
+        }
+    }
+
+    /// The compiled rules.
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// The masking policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// Starts a stream with the default buffer capacity.
+    pub fn stream(&self) -> Stream {
+        Stream::new(self.clone(), DEFAULT_CAPACITY)
+    }
+
+    /// Starts a stream whose buffer takes `capacity` bytes of input at a
+    /// time (at least 4 KiB more than the rules' window is used).
+    pub fn stream_with_capacity(&self, capacity: usize) -> Stream {
+        Stream::new(self.clone(), capacity)
+    }
+
+    /// Redacts a whole input at once and returns the output and findings.
+    pub fn redact_all(&self, input: &[u8]) -> (Vec<u8>, Vec<Finding>) {
+        let mut stream = self.stream_with_capacity(input.len().max(1));
+        let mut out = Vec::with_capacity(input.len());
+        stream.push(input, &mut out);
+        stream.finish(&mut out);
+        let findings = stream.take_findings();
+        (out, findings)
+    }
+}
