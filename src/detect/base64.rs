@@ -32,19 +32,35 @@ pub struct Literal {
 }
 
 /// Returns the literals for every case variant of `dt0` at every alignment.
-/// Duplicates (variants that differ only in bits a literal omits) are
-/// removed.
+///
+/// Each literal is four characters, because the SIMD prefilter checks four
+/// bytes per candidate and rejects far more false candidates in ordinary
+/// text than with three. Where `dt0` alone fixes only three characters, the
+/// fourth comes from the type letter that always follows: its top bits are
+/// those of an ASCII letter, and at one alignment its high nibble (4 to 7)
+/// is listed as four variants.
 pub fn literals() -> Vec<Literal> {
     let mut out: Vec<Literal> = Vec::new();
     for variant in [b"dt0", b"dT0", b"Dt0", b"DT0"] {
         for align in 0..3 {
-            let (start, text) = determined_chars(variant, align);
-            if !out.iter().any(|l| l.text == text) {
-                out.push(Literal {
-                    text,
-                    offset_in_group: start % 4,
-                    token_offset: align,
-                });
+            let (start, text) = determined_chars_with(variant, align, &[0x40, 0x7f]);
+            let texts: Vec<String> = if text.len() >= 4 {
+                vec![text[..4].to_string()]
+            } else {
+                // The next character is the letter's high nibble, 4 to 7.
+                ["E", "F", "G", "H"]
+                    .iter()
+                    .map(|c| format!("{text}{c}"))
+                    .collect()
+            };
+            for text in texts {
+                if !out.iter().any(|l| l.text == text) {
+                    out.push(Literal {
+                        text,
+                        offset_in_group: start % 4,
+                        token_offset: align,
+                    });
+                }
             }
         }
     }
@@ -55,17 +71,32 @@ pub fn literals() -> Vec<Literal> {
 /// `align` unknown bytes, are the same whatever the unknown bytes around
 /// them are. Returns their start index and text.
 pub fn determined_chars(bytes: &[u8], align: usize) -> (usize, String) {
+    determined_chars_with(bytes, align, &[0x00, 0xff])
+}
+
+/// Like [`determined_chars`], with the bytes after `bytes` drawn from the
+/// range between the two bounds in `after` (which must agree on the bits
+/// that are fixed).
+fn determined_chars_with(bytes: &[u8], align: usize, after: &[u8]) -> (usize, String) {
     let mut encodings = Vec::new();
     for fill in [0x00u8, 0xff] {
-        for after in [0x00u8, 0xff] {
+        for &next in after {
             let mut buf = vec![fill; align];
             buf.extend_from_slice(bytes);
-            buf.extend_from_slice(&[after; 3]);
+            buf.push(next);
+            buf.extend_from_slice(&[0x00, 0xff]);
+            encodings.push(encode_std(&buf));
+            buf.truncate(buf.len() - 2);
+            buf.extend_from_slice(&[0xff, 0x00]);
             encodings.push(encode_std(&buf));
         }
     }
     let first = &encodings[0];
-    let same = |i: usize| encodings.iter().all(|e| e.as_bytes()[i] == first.as_bytes()[i]);
+    let same = |i: usize| {
+        encodings
+            .iter()
+            .all(|e| e.as_bytes()[i] == first.as_bytes()[i])
+    };
     let n = encodings.iter().map(String::len).min().unwrap_or(0);
     let start = (0..n).find(|&i| same(i)).unwrap_or(n);
     let end = (start..n).find(|&i| !same(i)).unwrap_or(n);
@@ -219,11 +250,15 @@ mod tests {
     fn literals_cover_each_alignment() {
         let lits = literals();
         for align in 0..3 {
-            assert!(lits.iter().any(|l| l.token_offset == align), "alignment {align}");
+            assert!(
+                lits.iter().any(|l| l.token_offset == align),
+                "alignment {align}"
+            );
         }
         // Four case variants at alignment 0, fewer at the others because
         // the case bit of a letter can fall outside the literal.
         assert_eq!(lits.iter().filter(|l| l.token_offset == 0).count(), 4);
+        assert!(lits.iter().all(|l| l.text.len() == 4), "{lits:?}");
     }
 
     #[test]

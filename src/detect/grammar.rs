@@ -219,6 +219,11 @@ pub fn check_legacy(hay: &[u8], p: usize, eof: bool) -> Check<Range<usize>> {
     }
     // The run stopped at a byte outside `[A-Za-z0-9_-]`; a `.` there also
     // disqualifies it (a host name or a longer dotted value).
+    //
+    // NOTE: a longer run that goes on into a `dt0` token is not a legacy
+    // token, but the `full` and `placeholder` policies replace that token's
+    // prefix, so a second pass over their output finds 21 characters
+    // followed by a mask and masks them.
     match byte_at(hay, start + run, eof) {
         Ok(b'.') => Check::NotFound,
         Ok(_) | Err(false) => Check::Found(start..start + run),
@@ -235,7 +240,9 @@ pub fn plain_secret_start(hay: &[u8], p: usize) -> Option<usize> {
     if check_plain(hay, p, false) != Check::NeedMore {
         return None;
     }
-    let scim = hay.get(p + 3).is_some_and(|b| b.eq_ignore_ascii_case(&b's'))
+    let scim = hay
+        .get(p + 3)
+        .is_some_and(|b| b.eq_ignore_ascii_case(&b's'))
         && hay.get(p + 4..p + 6) == Some(b"01".as_slice());
     let Check::Found(sep1) = separator(hay, p + 6, true) else {
         return None;

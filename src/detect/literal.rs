@@ -118,9 +118,10 @@ mod tests {
             plain.extend_from_slice(value);
             plain.extend_from_slice(b"!");
             let encoded = base64::engine::general_purpose::STANDARD.encode(&plain);
-            let hit = forms
-                .iter()
-                .find(|f| f.encoding == Encoding::Base64 && encoded.contains(std::str::from_utf8(&f.needle).unwrap()));
+            let hit = forms.iter().find(|f| {
+                f.encoding == Encoding::Base64
+                    && encoded.contains(std::str::from_utf8(&f.needle).unwrap())
+            });
             assert!(hit.is_some(), "lead {lead:?}: {encoded}");
         }
     }
@@ -135,13 +136,18 @@ mod tests {
         let encoded = base64::engine::general_purpose::STANDARD.encode(&plain);
         let form = forms
             .iter()
-            .find(|f| f.encoding == Encoding::Base64 && encoded.contains(std::str::from_utf8(&f.needle).unwrap()))
+            .find(|f| {
+                f.encoding == Encoding::Base64
+                    && encoded.contains(std::str::from_utf8(&f.needle).unwrap())
+            })
             .unwrap();
         let masked = encoded.replace(
             std::str::from_utf8(&form.needle).unwrap(),
             std::str::from_utf8(&form.masked).unwrap(),
         );
-        let decoded = base64::engine::general_purpose::STANDARD.decode(masked).unwrap();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(masked)
+            .unwrap();
         assert_eq!(&decoded[..1], b"x");
         assert_eq!(&decoded[decoded.len() - 2..], b"yz");
         // Bits of the first and last secret bytes share characters with the

@@ -248,7 +248,8 @@ impl RulesBuilder {
     /// Adds a regex rule. `max_len` bounds a match in bytes; it may be
     /// omitted only when the pattern itself bounds its match length.
     pub fn regex(&mut self, name: &str, pattern: &str, max_len: Option<usize>) -> &mut Self {
-        self.regexes.push((name.to_string(), pattern.to_string(), max_len));
+        self.regexes
+            .push((name.to_string(), pattern.to_string(), max_len));
         self
     }
 
@@ -259,7 +260,8 @@ impl RulesBuilder {
     /// A duplicate or invalid rule name, a literal or secret of a length
     /// outside its limits, or a regex that is invalid or unbounded.
     pub fn build(&self) -> Result<Rules, RuleError> {
-        let mut names: Vec<Arc<str>> = vec![RULE_TOKEN.into(), RULE_PARTIAL.into(), RULE_LEGACY.into()];
+        let mut names: Vec<Arc<str>> =
+            vec![RULE_TOKEN.into(), RULE_PARTIAL.into(), RULE_LEGACY.into()];
         let mut add_name = |name: &str| -> Result<usize, RuleError> {
             let valid = !name.is_empty()
                 && name.len() <= 64
@@ -568,10 +570,33 @@ impl Rules {
         }
     }
 
+    /// Returns the first position at or after `from` where a literal form
+    /// starts but is cut off by the end of `hay`. The literal searcher does
+    /// not report such a form yet, and an idle flush must not release its
+    /// first bytes.
+    pub fn partial_literal_start(&self, hay: &[u8], from: usize) -> Option<usize> {
+        let lo = hay
+            .len()
+            .saturating_sub(self.inner.literal_max.saturating_sub(1))
+            .max(from);
+        (lo..hay.len()).find(|&start| {
+            let tail = &hay[start..];
+            self.inner
+                .forms
+                .iter()
+                .any(|f| f.needle.len() > tail.len() && f.needle.starts_with(tail))
+        })
+    }
+
     /// For an undecided candidate, returns the position from which the
     /// available bytes may be secret, so that an idle flush can mask them.
     /// `None` means none of them can be.
-    pub fn provisional_mask_start(&self, searcher: Searcher, hay: &[u8], c: Candidate) -> Option<usize> {
+    pub fn provisional_mask_start(
+        &self,
+        searcher: Searcher,
+        hay: &[u8],
+        c: Candidate,
+    ) -> Option<usize> {
         match searcher {
             Searcher::Builtin => match &self.inner.builtin_kinds[c.pattern] {
                 BuiltinKind::Plain => grammar::plain_secret_start(hay, c.pos),

@@ -132,6 +132,14 @@ impl Redactor {
         &self.policy
     }
 
+    /// Returns a redactor with the same rules and another policy.
+    pub fn with_policy(&self, policy: Policy) -> Redactor {
+        Redactor {
+            rules: self.rules.clone(),
+            policy,
+        }
+    }
+
     /// Starts a stream with the default buffer capacity.
     pub fn stream(&self) -> Stream {
         Stream::new(self.clone(), DEFAULT_CAPACITY)

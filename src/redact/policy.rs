@@ -61,7 +61,8 @@ impl FingerprintKey {
 
     /// Returns `fp:` and hex digits of HMAC-SHA-256 over `canonical`.
     fn digest_text(&self, canonical: &[u8]) -> Vec<u8> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes a key of any length");
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes a key of any length");
         mac.update(canonical);
         let digest = mac.finalize().into_bytes();
         let mut out = b"fp:".to_vec();
@@ -108,7 +109,8 @@ pub(crate) fn render(policy: &Policy, rules: &Rules, hay: &[u8], hit: &Hit) -> V
         }
         HitBody::Whole => {
             let mut out = span.to_vec();
-            fill(policy, &mut out, span, &[0..span.len()]);
+            let whole = 0..span.len();
+            fill(policy, &mut out, span, std::slice::from_ref(&whole));
             out
         }
         HitBody::Form(i) => {
@@ -116,7 +118,8 @@ pub(crate) fn render(policy: &Policy, rules: &Rules, hay: &[u8], hit: &Hit) -> V
             match (policy, form.encoding) {
                 (Policy::Fingerprint(_), Encoding::Plain | Encoding::Percent) => {
                     let mut out = span.to_vec();
-                    fill(policy, &mut out, span, &[0..span.len()]);
+                    let whole = 0..span.len();
+                    fill(policy, &mut out, span, std::slice::from_ref(&whole));
                     out
                 }
                 _ => form.masked.clone(),
@@ -167,7 +170,11 @@ fn canonical_token(token: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(token.len());
     let mut i = 0;
     while i < token.len() {
-        if token[i] == b'%' && token.len() >= i + 3 && token[i + 1] == b'2' && token[i + 2].eq_ignore_ascii_case(&b'e') {
+        if token[i] == b'%'
+            && token.len() >= i + 3
+            && token[i + 1] == b'2'
+            && token[i + 2].eq_ignore_ascii_case(&b'e')
+        {
             out.push(b'.');
             i += 3;
         } else {

@@ -122,6 +122,12 @@ impl Stream {
         std::mem::take(&mut self.findings)
     }
 
+    /// Input bytes taken but not yet turned into output: what an idle
+    /// flush would release.
+    pub fn held_back(&self) -> u64 {
+        self.end() - self.ready_end
+    }
+
     /// Whether findings are waiting in [`Stream::take_findings`].
     pub fn has_findings(&self) -> bool {
         !self.findings.is_empty()
@@ -144,7 +150,10 @@ impl Stream {
     /// Takes `n` bytes written into [`Stream::spare`] and redacts what can
     /// be decided.
     pub fn commit(&mut self, n: usize) {
-        assert!(self.filled + n <= self.buf.len(), "commit beyond the spare space");
+        assert!(
+            self.filled + n <= self.buf.len(),
+            "commit beyond the spare space"
+        );
         self.filled += n;
         self.bytes_in += n as u64;
         self.process(false);
@@ -200,14 +209,20 @@ impl Stream {
         self.bytes_out += n as u64;
         if self.out_pos < self.out.len() {
             self.out_pos += n;
-            assert!(self.out_pos <= self.out.len(), "consumed more than the output");
+            assert!(
+                self.out_pos <= self.out.len(),
+                "consumed more than the output"
+            );
             if self.out_pos == self.out.len() {
                 self.out.clear();
                 self.out_pos = 0;
             }
         } else {
             self.ready_start += n as u64;
-            assert!(self.ready_start <= self.ready_end, "consumed more than the output");
+            assert!(
+                self.ready_start <= self.ready_end,
+                "consumed more than the output"
+            );
         }
     }
 
@@ -276,7 +291,13 @@ impl Stream {
                     }
                     Check::NotFound => from = c.pos + 1,
                     Check::NeedMore => {
-                        from = c.pos;
+                        // The searcher reports the leftmost match that is
+                        // complete, so a match that starts earlier but ends
+                        // past the haystack (a longer literal, a longer
+                        // regex alternative) was not reported yet: rescan
+                        // from where such a match can start.
+                        let tail = rules.pending_tail(searcher).saturating_sub(1);
+                        from = c.pos.min(from.max(hay_end.saturating_sub(tail)));
                         break;
                     }
                 }
@@ -414,6 +435,9 @@ impl Stream {
     /// byte through, but may mask bytes that later turn out not to be
     /// secret, and output after it may differ from output without it.
     ///
+    /// The first bytes of a literal or known secret that the held-back
+    /// bytes end in are masked too.
+    ///
     /// NOTE: a user regex match that has not started to match at the end
     /// of the held-back bytes (the regex did not report a candidate yet) is
     /// not masked by an idle flush.
@@ -432,6 +456,11 @@ impl Stream {
         for &(searcher, scan) in &self.scans {
             let mut from = (scan.max(self.base) - self.base) as usize;
             let hay = &self.buf[..hay_end];
+            if searcher == Searcher::Literals {
+                if let Some(start) = rules.partial_literal_start(hay, from) {
+                    masks.push(self.base + start as u64..self.end());
+                }
+            }
             while let Some(c) = rules.next_candidate(searcher, hay, from) {
                 from = c.pos + 1;
                 match rules.check(searcher, hay, c, false) {
@@ -456,7 +485,9 @@ impl Stream {
                                 });
                             }
                         } else {
-                            masks.push(self.base + hit.span.start as u64..self.base + hit.span.end as u64);
+                            masks.push(
+                                self.base + hit.span.start as u64..self.base + hit.span.end as u64,
+                            );
                         }
                     }
                     Check::NotFound => {}
