@@ -29,6 +29,14 @@ use crate::detect::{BuiltinOptions, RuleError, RULE_LEGACY, RULE_PARTIAL, RULE_T
 use crate::redact::{BuildError, FingerprintKey, Policy};
 use crate::Redactor;
 
+mod service;
+
+pub use service::{
+    parse_upstream, AdminConfig, CredentialScheme, LogConfig, LogFormat, ProxyConfig,
+    UpstreamUrlError, CONCURRENT_REQUESTS_MAX, DEFAULT_LOG_FILTER, DEFAULT_MAX_LEAK_IDS,
+    DEFAULT_PROXY_LISTEN, TIME_LIMIT_MAX,
+};
+
 /// Default environment variable that contains the fingerprint HMAC key.
 pub const DEFAULT_FINGERPRINT_KEY_ENV: &str = "DTREDACT_FINGERPRINT_KEY";
 /// Default time a stream may sit idle before held-back bytes are flushed.
@@ -54,6 +62,12 @@ pub struct Config {
     pub rules: Vec<RuleConfig>,
     /// The `[[known_secrets]]` array: secret values read from files.
     pub known_secrets: Vec<KnownSecretConfig>,
+    /// The `[proxy]` table: settings of `dtredact proxy`.
+    pub proxy: ProxyConfig,
+    /// The `[admin]` table: the admin HTTP server.
+    pub admin: AdminConfig,
+    /// The `[log]` table: dtredact's own diagnostic log.
+    pub log: LogConfig,
 }
 
 /// The `[redact]` table.
@@ -513,6 +527,91 @@ pub enum ConfigError {
         /// Error of the rule compiler.
         error: RuleError,
     },
+    /// `proxy.listen` or `admin.addr` is not a socket address.
+    #[error("{at}: invalid socket address {value:?}; {hint}")]
+    InvalidAddress {
+        /// Position of the value.
+        at: Box<Location>,
+        /// The value given.
+        value: String,
+        /// Suggested fix.
+        hint: &'static str,
+    },
+    /// `proxy.upstream` is not a usable base URL. The message shows no
+    /// user information from the URL.
+    #[error("{at}: {problem}")]
+    InvalidUpstream {
+        /// Position of the value.
+        at: Box<Location>,
+        /// What is wrong, and the fix.
+        problem: UpstreamUrlError,
+    },
+    /// A string key that takes one of a fixed set of values, such as
+    /// `proxy.credential_scheme` or `log.format`, has another value.
+    #[error("{at}: invalid value {value:?}; use one of {choices}")]
+    InvalidChoice {
+        /// Position of the value.
+        at: Box<Location>,
+        /// The value given.
+        value: String,
+        /// The accepted values, separated by commas.
+        choices: &'static str,
+    },
+    /// An entry of `proxy.forward_credentials` is not an HTTP header name.
+    #[error("{at}: invalid HTTP header name {value:?}; use letters, digits and any of !#$%&'*+-.^_`|~, such as \"authorization\" or \"x-api-key\"")]
+    InvalidHeaderName {
+        /// Position of the entry.
+        at: Box<Location>,
+        /// The value given.
+        value: String,
+    },
+    /// A count or size limit of `[proxy]` or `[admin]` is out of range.
+    #[error("{at}: {value} is out of range; {range}", range = service::range_hint(*min, *max, unit))]
+    LimitRange {
+        /// Position of the value.
+        at: Box<Location>,
+        /// The value given.
+        value: i64,
+        /// Smallest valid value.
+        min: u64,
+        /// Largest valid value.
+        max: u64,
+        /// Unit of the value, such as `bytes`.
+        unit: &'static str,
+    },
+    /// A time limit of `[proxy]`, such as `proxy.header_timeout`, is not a
+    /// duration, is zero or is longer than [`TIME_LIMIT_MAX`].
+    #[error("{at}: invalid duration {value:?}: {problem}; {hint}", hint = service::TIME_LIMIT_HINT)]
+    InvalidTimeLimit {
+        /// Position of the value.
+        at: Box<Location>,
+        /// The value given.
+        value: String,
+        /// Message of the duration parser, or the range problem.
+        problem: String,
+    },
+    /// `log.filter` is not a valid `tracing_subscriber::EnvFilter`.
+    #[error("{at}: invalid log filter {value:?}: {message}; write tracing-subscriber EnvFilter directives such as \"info\" or \"dtredact=debug,hyper=warn\"")]
+    InvalidLogFilter {
+        /// Position of the value.
+        at: Box<Location>,
+        /// The value given.
+        value: String,
+        /// Message of the filter parser.
+        message: String,
+    },
+    /// [`ProxyConfig::to_options`] found no upstream URL.
+    #[error("proxy.upstream is not set; set proxy.upstream in the config file or pass --upstream")]
+    UpstreamMissing,
+    /// [`ProxyConfig::to_options`] found a value that a config file could
+    /// not contain, set in code or from a command-line flag.
+    #[error("{key}: {problem}")]
+    InvalidProxyOption {
+        /// The config key, such as `proxy.shutdown_grace`.
+        key: &'static str,
+        /// The value, what is wrong with it, and the fix.
+        problem: String,
+    },
 }
 
 impl Config {
@@ -588,8 +687,9 @@ impl Config {
     }
 
     /// Renders the effective config as TOML: every key with the value in
-    /// force, defaults filled in. It shows known-secret paths but never
-    /// their values, and never the fingerprint key. Literal rule values are
+    /// force, defaults filled in. It shows the paths of known secrets, of
+    /// the upstream CA and of the upstream token file, but never their
+    /// contents, and never the fingerprint key. Literal rule values are
     /// shown as written in the config.
     pub fn to_effective_toml(&self) -> String {
         effective::render(self)
@@ -778,6 +878,9 @@ mod raw {
         filter: Option<Filter>,
         rules: Option<Vec<Spanned<Rule>>>,
         known_secrets: Option<Vec<Spanned<KnownSecret>>>,
+        proxy: Option<service::ProxyTable>,
+        admin: Option<service::AdminTable>,
+        log: Option<service::LogTable>,
     }
 
     #[derive(Deserialize)]
@@ -880,11 +983,26 @@ mod raw {
             {
                 known_secrets.push(validate_known_secret(secret, i, src, &mut names)?);
             }
+            let proxy = match self.proxy {
+                Some(p) => p.validate(src)?,
+                None => ProxyConfig::default(),
+            };
+            let admin = match self.admin {
+                Some(a) => a.validate(src)?,
+                None => AdminConfig::default(),
+            };
+            let log = match self.log {
+                Some(l) => l.validate(src)?,
+                None => LogConfig::default(),
+            };
             Ok(super::Config {
                 redact,
                 filter,
                 rules,
                 known_secrets,
+                proxy,
+                admin,
+                log,
             })
         }
     }
@@ -1217,11 +1335,11 @@ mod effective {
     use super::*;
 
     /// Quotes a string as a TOML basic string.
-    fn quote(s: &str) -> String {
+    pub(super) fn quote(s: &str) -> String {
         toml::Value::String(s.to_string()).to_string()
     }
 
-    fn quote_path(path: &Path) -> String {
+    pub(super) fn quote_path(path: &Path) -> String {
         quote(&path.to_string_lossy())
     }
 
@@ -1291,7 +1409,8 @@ mod effective {
             writeln!(out, "name = {}", quote(&secret.name))?;
             writeln!(out, "path = {}", quote_path(&secret.path))?;
         }
-        Ok(())
+
+        service::write_effective(out, config)
     }
 }
 

@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use rustix::event::{poll, PollFd, PollFlags};
 
+use crate::metrics::Telemetry;
+use crate::reload::SharedRedactor;
 use crate::report::Inventory;
 use crate::Redactor;
 
@@ -58,16 +60,18 @@ pub struct FilterReport {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FilterError {
-    /// An input could not be opened or read.
-    #[error("failed to read {path}: {source}")]
+    /// An input could not be opened or read. The I/O error is the
+    /// source, not part of the message.
+    #[error("failed to read {path}")]
     Read {
         /// Input path, or `stdin`.
         path: String,
         /// The I/O error.
         source: io::Error,
     },
-    /// The output could not be created or written.
-    #[error("failed to write {path}: {source}")]
+    /// The output could not be created or written. The I/O error is the
+    /// source, not part of the message.
+    #[error("failed to write {path}")]
     Write {
         /// Output path, or `stdout`.
         path: String,
@@ -129,7 +133,11 @@ impl Sink {
 ///
 /// Failing to open or read an input, or to write the output. Output
 /// written before the error stays written.
-pub fn run(redactor: &Redactor, options: &FilterOptions) -> Result<FilterReport, FilterError> {
+pub fn run(
+    redactor: &SharedRedactor,
+    options: &FilterOptions,
+    telemetry: Option<&Telemetry>,
+) -> Result<FilterReport, FilterError> {
     let stop = StopSignal::install().map_err(FilterError::Signals)?;
     let mut sink = open_output(options.output.as_deref())?;
     let mut report = FilterReport::default();
@@ -141,15 +149,13 @@ pub fn run(redactor: &Redactor, options: &FilterOptions) -> Result<FilterReport,
     };
     for path in inputs {
         let (file, name) = open_input(path)?;
-        let done = filter_one(
-            redactor,
-            options,
-            &stop,
-            file,
-            &name,
-            &mut sink,
-            &mut report,
-        )?;
+        let mut out = Output {
+            sink: &mut sink,
+            report: &mut report,
+            telemetry,
+            name: &name,
+        };
+        let done = filter_one(redactor, options, &stop, file, &mut out)?;
         if !done || report.interrupted {
             break;
         }
@@ -227,15 +233,15 @@ fn can_idle(file: &File) -> bool {
 /// Filters one input into the sink. Returns `Ok(false)` when the output was
 /// closed.
 fn filter_one(
-    redactor: &Redactor,
+    shared: &SharedRedactor,
     options: &FilterOptions,
     stop: &StopSignal,
     mut file: File,
-    name: &str,
-    sink: &mut Sink,
-    report: &mut FilterReport,
+    out: &mut Output<'_>,
 ) -> Result<bool, FilterError> {
-    let mut stream = redactor.stream_with_capacity(options.read_buffer);
+    let name = out.name;
+    let mut current: Arc<Redactor> = shared.load_full();
+    let mut stream = current.stream_with_capacity(options.read_buffer);
     // Reads from a pipe or terminal block, and a signal does not interrupt
     // them (handlers restart reads), so those inputs are polled.
     let pollable = can_idle(&file);
@@ -245,7 +251,7 @@ fn filter_one(
     };
     loop {
         if stop.raised() {
-            report.interrupted = true;
+            out.report.interrupted = true;
             break;
         }
         if pollable {
@@ -254,41 +260,80 @@ fn filter_one(
                 Wait::Readable => {}
                 Wait::Idle => {
                     stream.flush_idle();
-                    if !drain(&mut stream, sink, report, name)? {
+                    if let Some(t) = out.telemetry {
+                        t.metrics
+                            .idle_flushes
+                            .with_label_values(&[t.mode().as_str()])
+                            .inc();
+                    }
+                    if !drain(&mut stream, out)? {
                         return Ok(false);
                     }
                     continue;
                 }
                 Wait::Stopped => {
-                    report.interrupted = true;
+                    out.report.interrupted = true;
                     break;
                 }
             }
         }
-        let n = match file.read(stream.spare()) {
+        let spare = stream.spare();
+        let n = match file.read(spare) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 // Write what was read before failing.
                 stream.finish_input();
-                drain(&mut stream, sink, report, name)?;
-                report.bytes_in += stream.bytes_in();
+                drain(&mut stream, out)?;
+                out.count_in(stream.bytes_in());
                 return Err(read_error(e));
             }
         };
         if n == 0 {
             break;
         }
+        let ends_line = spare[n - 1] == b'\n';
         stream.commit(n);
-        if !drain(&mut stream, sink, report, name)? {
-            report.bytes_in += stream.bytes_in();
+        if !drain(&mut stream, out)? {
+            out.count_in(stream.bytes_in());
             return Ok(false);
+        }
+        // After a reload, switch to the new rules at a line end: no token
+        // spans a newline, so ending the stream there changes no output.
+        if ends_line && !Arc::ptr_eq(&current, &shared.load()) {
+            stream.finish_input();
+            if !drain(&mut stream, out)? {
+                out.count_in(stream.bytes_in());
+                return Ok(false);
+            }
+            out.count_in(stream.bytes_in());
+            current = shared.load_full();
+            stream = current.stream_with_capacity(options.read_buffer);
+            tracing::info!(input = name, "switched to the reloaded rules at a line end");
         }
     }
     stream.finish_input();
-    let open = drain(&mut stream, sink, report, name)?;
-    report.bytes_in += stream.bytes_in();
+    let open = drain(&mut stream, out)?;
+    out.count_in(stream.bytes_in());
     Ok(open)
+}
+
+/// Where one run's output, findings and counts go.
+struct Output<'a> {
+    sink: &'a mut Sink,
+    report: &'a mut FilterReport,
+    telemetry: Option<&'a Telemetry>,
+    /// Name of the current input, for findings.
+    name: &'a str,
+}
+
+impl Output<'_> {
+    fn count_in(&mut self, n: u64) {
+        self.report.bytes_in += n;
+        if let Some(t) = self.telemetry {
+            t.bytes(n, 0);
+        }
+    }
 }
 
 enum Wait {
@@ -330,15 +375,15 @@ fn wait_readable(file: &File, stop: &StopSignal, deadline: Option<Duration>) -> 
 
 /// Writes all ready output and records findings. `Ok(false)` means the
 /// output was closed.
-fn drain(
-    stream: &mut crate::Stream,
-    sink: &mut Sink,
-    report: &mut FilterReport,
-    source: &str,
-) -> Result<bool, FilterError> {
-    for finding in stream.take_findings() {
-        report.inventory.record(&finding, source);
+fn drain(stream: &mut crate::Stream, out: &mut Output<'_>) -> Result<bool, FilterError> {
+    let findings = stream.take_findings();
+    for finding in &findings {
+        out.report.inventory.record(finding, out.name);
     }
+    if let Some(t) = out.telemetry {
+        t.record(&findings, out.name);
+    }
+    let (sink, report) = (&mut *out.sink, &mut *out.report);
     loop {
         let ready = stream.output();
         if ready.is_empty() {
@@ -351,5 +396,8 @@ fn drain(
         }
         stream.consume(n);
         report.bytes_out += n as u64;
+        if let Some(t) = out.telemetry {
+            t.bytes(0, n as u64);
+        }
     }
 }

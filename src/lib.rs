@@ -30,11 +30,15 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod config;
 pub mod corpus;
 pub mod detect;
 pub mod filter;
+pub mod metrics;
+pub mod proxy;
 pub mod redact;
+pub mod reload;
 pub mod report;
 pub mod scan;
 pub mod synth;

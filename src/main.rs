@@ -6,10 +6,15 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
 use clap::{Args, Parser, Subcommand};
-use dtredact::config::{Config, PolicyName};
-use dtredact::{filter, scan};
+use dtredact::admin::{self, Readiness};
+use dtredact::config::{Config, LogConfig, LogFormat, PolicyName};
+use dtredact::metrics::{Mode, Telemetry};
+use dtredact::reload::{Reloader, SharedRedactor};
+use dtredact::{filter, proxy, scan};
 
 /// Exit code when a leak was found (`scan`, `filter --fail-on-leak`).
 const EXIT_LEAK: u8 = 1;
@@ -27,6 +32,10 @@ const EXIT_USAGE: u8 = 64;
                   2 I/O error; 64 invalid arguments or configuration."
 )]
 struct Cli {
+    /// Format of dtredact's own log on standard error; overrides the
+    /// config file. `RUST_LOG` sets the level (default `info`).
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    log_format: Option<LogFormat>,
     #[command(subcommand)]
     command: Command,
 }
@@ -37,6 +46,8 @@ enum Command {
     Filter(FilterArgs),
     /// Report where secrets are, as JSON lines; rewrite nothing.
     Scan(ScanArgs),
+    /// Forward HTTP requests to a log sink with every secret masked.
+    Proxy(ProxyArgs),
     /// Validate a config file and print the effective config.
     CheckConfig {
         /// Config file (TOML).
@@ -73,6 +84,40 @@ struct FilterArgs {
     /// Exit with code 1 when anything was masked.
     #[arg(long)]
     fail_on_leak: bool,
+    /// Serve /metrics, /healthz, /readyz and /leaks on this address while
+    /// filtering; overrides the config file.
+    #[arg(long, value_name = "ADDR")]
+    admin_addr: Option<SocketAddr>,
+}
+
+#[derive(Args, Debug)]
+struct ProxyArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Address to listen on (default 127.0.0.1:8080); overrides the config
+    /// file.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Base URL of the log sink (http or https); overrides the config file.
+    #[arg(long, value_name = "URL")]
+    upstream: Option<String>,
+    /// PEM file of the CA that signs the upstream's certificate.
+    #[arg(long, value_name = "FILE")]
+    upstream_ca: Option<PathBuf>,
+    /// File with the token to send upstream as `Authorization`, replacing
+    /// the client's; re-read when it changes.
+    #[arg(long, value_name = "PATH")]
+    upstream_token_file: Option<PathBuf>,
+    /// Time in-flight requests get to finish on SIGTERM (e.g. 20s).
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    shutdown_grace: Option<Duration>,
+    /// Masking policy; overrides the config file.
+    #[arg(long, value_enum)]
+    policy: Option<PolicyName>,
+    /// Serve /metrics, /healthz, /readyz and /leaks on this address;
+    /// overrides the config file.
+    #[arg(long, value_name = "ADDR")]
+    admin_addr: Option<SocketAddr>,
 }
 
 #[derive(Args, Debug)]
@@ -125,9 +170,11 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<u8, Failure> {
+    let log_format = cli.log_format;
     match cli.command {
-        Command::Filter(args) => run_filter(args),
+        Command::Filter(args) => run_filter(args, log_format),
         Command::Scan(args) => run_scan(args),
+        Command::Proxy(args) => run_proxy(args, log_format),
         Command::CheckConfig { path } => {
             let config = load_config(Some(&path))?;
             config.build_redactor().map_err(usage)?;
@@ -144,22 +191,130 @@ fn load_config(path: Option<&Path>) -> Result<Config, Failure> {
     }
 }
 
-fn run_filter(args: FilterArgs) -> Result<u8, Failure> {
-    let mut config = load_config(args.common.config.as_deref())?;
-    if let Some(policy) = args.policy {
-        config.redact.policy = policy;
+/// Sets up dtredact's own log on standard error. `RUST_LOG` overrides the
+/// config's filter.
+fn init_logging(config: &LogConfig, format: Option<LogFormat>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.filter))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false);
+    let result = match format.unwrap_or(config.format) {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+    if let Err(error) = result {
+        eprintln!("dtredact: failed to set up logging: {error}");
     }
+}
+
+/// Starts the admin server and the config reloader on a background thread
+/// with its own runtime, for the front ends that do not run one.
+fn start_background(
+    admin_addr: Option<SocketAddr>,
+    telemetry: &Telemetry,
+    readiness: &Readiness,
+    reloader: Option<Reloader>,
+) -> Result<(), Failure> {
+    if admin_addr.is_none() && reloader.is_none() {
+        return Ok(());
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(runtime)?;
+    if let Some(addr) = admin_addr {
+        runtime
+            .block_on(admin::spawn(addr, telemetry.clone(), readiness.clone()))
+            .map_err(|e| {
+                runtime_error(
+                    anyhow::Error::new(e)
+                        .context(format!("failed to start the admin server on {addr}")),
+                )
+            })?;
+    }
+    std::thread::spawn(move || {
+        runtime.block_on(async move {
+            if let Some(reloader) = reloader {
+                reloader.spawn();
+            }
+            std::future::pending::<()>().await;
+        });
+    });
+    Ok(())
+}
+
+fn runtime_error(error: anyhow::Error) -> Failure {
+    runtime(error)
+}
+
+/// Builds the reloader when a config file is in use; `overrides` re-applies
+/// command-line flags to each reloaded config.
+fn reloader(
+    path: Option<&Path>,
+    config: &Config,
+    overrides: Box<dyn Fn(&mut Config) + Send + Sync>,
+    shared: &SharedRedactor,
+    telemetry: &Telemetry,
+) -> Option<Reloader> {
+    let path = path?;
+    Some(Reloader::new(
+        path.to_path_buf(),
+        config,
+        overrides,
+        Arc::clone(shared),
+        telemetry.metrics.clone(),
+    ))
+}
+
+fn run_filter(args: FilterArgs, log_format: Option<LogFormat>) -> Result<u8, Failure> {
+    let mut config = load_config(args.common.config.as_deref())?;
+    let policy = args.policy;
+    let overrides = move |config: &mut Config| {
+        if let Some(policy) = policy {
+            config.redact.policy = policy;
+        }
+    };
+    overrides(&mut config);
     if let Some(idle) = args.idle_flush {
         config.filter.idle_flush = idle;
     }
+    if let Some(addr) = args.admin_addr {
+        config.admin.addr = Some(addr);
+    }
+    init_logging(&config.log, log_format);
     let redactor = config.build_redactor().map_err(usage)?;
+    let shared: SharedRedactor = Arc::new(arc_swap::ArcSwap::from_pointee(redactor));
+    let telemetry = Telemetry::new(Mode::Filter, config.admin.max_leak_ids);
+    telemetry
+        .metrics
+        .init_rules(Mode::Filter, shared.load().rules().rule_names());
+    let readiness = Readiness::default();
+    let reloader = reloader(
+        args.common.config.as_deref(),
+        &config,
+        Box::new(overrides),
+        &shared,
+        &telemetry,
+    );
+    start_background(config.admin.addr, &telemetry, &readiness, reloader)?;
+    readiness.set(true);
+    telemetry
+        .metrics
+        .ready
+        .with_label_values(&["filter"])
+        .set(1);
+
     let options = filter::FilterOptions {
         inputs: args.files,
         output: args.output,
         idle_flush: Some(config.filter.idle_flush).filter(|d| !d.is_zero()),
         read_buffer: config.filter.read_buffer,
     };
-    let report = filter::run(&redactor, &options).map_err(runtime)?;
+    let report = filter::run(&shared, &options, Some(&telemetry)).map_err(runtime)?;
     if args.summary {
         let mut summary = report.inventory.to_json();
         summary["bytes_in"] = report.bytes_in.into();
@@ -178,10 +333,18 @@ fn run_scan(args: ScanArgs) -> Result<u8, Failure> {
     let redactor = config.build_redactor().map_err(usage)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let report = scan::run(&redactor, &args.files, &mut out)
-        .and_then(|r| out.flush().map(|()| r))
-        .context("failed to write findings to stdout")
-        .map_err(runtime)?;
+    let written = scan::run(&redactor, &args.files, &mut out).and_then(|r| out.flush().map(|()| r));
+    let report = match written {
+        Ok(report) => report,
+        // The reader left (`dtredact scan | head -n 1`) while a finding
+        // was being written, so the scan found something: stop quietly.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(EXIT_LEAK),
+        Err(e) => {
+            return Err(runtime(
+                anyhow::Error::new(e).context("failed to write findings to stdout"),
+            ))
+        }
+    };
     for (file, error) in &report.errors {
         eprintln!("dtredact: error: failed to read {file}: {error}");
     }
@@ -198,6 +361,118 @@ fn run_scan(args: ScanArgs) -> Result<u8, Failure> {
     } else {
         0
     })
+}
+
+fn run_proxy(args: ProxyArgs, log_format: Option<LogFormat>) -> Result<u8, Failure> {
+    let mut config = load_config(args.common.config.as_deref())?;
+    let policy = args.policy;
+    let overrides = move |config: &mut Config| {
+        if let Some(policy) = policy {
+            config.redact.policy = policy;
+        }
+    };
+    overrides(&mut config);
+    if let Some(listen) = args.listen {
+        config.proxy.listen = listen;
+    }
+    if let Some(upstream) = &args.upstream {
+        let uri = dtredact::config::parse_upstream(upstream).map_err(|problem| {
+            usage(anyhow::anyhow!(
+                "invalid --upstream {upstream:?}: {problem}"
+            ))
+        })?;
+        config.proxy.upstream = Some(uri);
+    }
+    if let Some(ca) = args.upstream_ca {
+        config.proxy.upstream_ca = Some(ca);
+    }
+    if let Some(file) = args.upstream_token_file {
+        config.proxy.upstream_token_file = Some(file);
+    }
+    if let Some(grace) = args.shutdown_grace {
+        config.proxy.shutdown_grace = grace;
+    }
+    if let Some(addr) = args.admin_addr {
+        config.admin.addr = Some(addr);
+    }
+    init_logging(&config.log, log_format);
+    let options = config
+        .proxy
+        .to_options(config.filter.idle_flush)
+        .map_err(usage)?;
+    let redactor = config.build_redactor().map_err(usage)?;
+    let shared: SharedRedactor = Arc::new(arc_swap::ArcSwap::from_pointee(redactor));
+    let telemetry = Telemetry::new(Mode::Proxy, config.admin.max_leak_ids);
+    telemetry
+        .metrics
+        .init_rules(Mode::Proxy, shared.load().rules().rule_names());
+    let readiness = Readiness::default();
+    let reloader = reloader(
+        args.common.config.as_deref(),
+        &config,
+        Box::new(overrides),
+        &shared,
+        &telemetry,
+    );
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(runtime)?;
+    let admin_addr = config.admin.addr;
+    runtime.block_on(async move {
+        if let Some(addr) = admin_addr {
+            admin::spawn(addr, telemetry.clone(), readiness.clone())
+                .await
+                .map_err(|e| {
+                    runtime_error(
+                        anyhow::Error::new(e)
+                            .context(format!("failed to start the admin server on {addr}")),
+                    )
+                })?;
+        }
+        if let Some(reloader) = reloader {
+            reloader.spawn();
+        }
+        let shutdown = proxy::Shutdown::default();
+        spawn_signal_handler(shutdown.clone());
+        let listener = tokio::net::TcpListener::bind(options.listen)
+            .await
+            .map_err(|e| {
+                runtime_error(
+                    anyhow::Error::new(e)
+                        .context(format!("failed to listen on {}", options.listen)),
+                )
+            })?;
+        let context = proxy::ProxyContext {
+            redactor: shared,
+            telemetry,
+            readiness,
+        };
+        proxy::serve_with(listener, options, context, shutdown)
+            .await
+            .map_err(|e| usage(anyhow::Error::new(e)))?;
+        Ok(0)
+    })
+}
+
+/// Triggers the proxy's graceful shutdown on SIGTERM or SIGINT.
+fn spawn_signal_handler(shutdown: proxy::Shutdown) {
+    use tokio::signal::unix::{signal, SignalKind};
+    tokio::spawn(async move {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("failed to install SIGTERM and SIGINT handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
+        }
+        shutdown.trigger();
+    });
 }
 
 fn print_summary(summary: &serde_json::Value) {

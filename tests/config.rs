@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use dtredact::config::{
-    Config, ConfigError, KnownSecretConfig, PolicyName, RuleConfig, RulePattern,
+    parse_upstream, Config, ConfigError, CredentialScheme, KnownSecretConfig, LogFormat,
+    PolicyName, RuleConfig, RulePattern, UpstreamUrlError,
 };
+use dtredact::proxy::ProxyOptions;
 use dtredact::Encoding;
 
 /// Origin of config text parsed in these tests. `Config::parse` never
@@ -202,8 +204,14 @@ fn unknown_key_in_rule_names_the_rule() {
 
 #[test]
 fn unknown_table_is_rejected() {
-    let message = parse_error("[proxy]\nlisten = \"127.0.0.1:0\"\n");
-    assert_contains(&message, &["unknown key \"proxy\"", "redact, filter"]);
+    let message = parse_error("[metrics]\nlisten = \"127.0.0.1:0\"\n");
+    assert_contains(
+        &message,
+        &[
+            "unknown key \"metrics\"",
+            "redact, filter, rules, known_secrets, proxy, admin, log",
+        ],
+    );
 }
 
 #[test]
@@ -857,4 +865,538 @@ path = "/run/secret"
     .unwrap();
     let text = config.to_effective_toml();
     assert_eq!(parse(&text).unwrap(), config, "{text}");
+}
+
+// === [proxy], [admin] and [log] ===
+
+/// A `[proxy]` table that sets every key to a value other than its default.
+const FULL_PROXY: &str = r#"
+[proxy]
+listen = "0.0.0.0:9443"
+upstream = "https://logs.example.com:8443/api/v2"
+upstream_ca = "certs/upstream-ca.pem"
+upstream_http2 = true
+upstream_token_file = "/run/secrets/upstream-token"
+credential_scheme = "bearer"
+forward_credentials = ["Authorization", "X-Api-Key", "authorization"]
+redact_responses = false
+pass_uninspectable = true
+max_body_bytes = 1048576
+max_decoded_bytes = 4194304
+max_decompression_ratio = 1
+max_concurrent_requests = 16
+header_timeout = "2s"
+body_timeout = "1m"
+upstream_timeout = "500ms"
+shutdown_grace = "24h"
+add_via = false
+add_forwarded_for = true
+
+[admin]
+addr = "[::1]:9090"
+max_leak_ids = 1
+
+[log]
+format = "json"
+filter = "dtredact=debug,hyper=warn"
+"#;
+
+/// Parses `text` with an upstream set and returns the proxy options.
+fn proxy_options(text: &str) -> ProxyOptions {
+    let text = format!("[proxy]\nupstream = \"http://127.0.0.1:9\"\n{text}");
+    let config = parse(&text).unwrap();
+    config.proxy.to_options(config.filter.idle_flush).unwrap()
+}
+
+#[test]
+fn full_proxy_table_to_options() {
+    let config = parse(FULL_PROXY).unwrap();
+    let options = config.proxy.to_options(Duration::from_millis(250)).unwrap();
+    assert_eq!(options.listen, "0.0.0.0:9443".parse().unwrap());
+    assert_eq!(
+        options.upstream.to_string(),
+        "https://logs.example.com:8443/api/v2"
+    );
+    assert_eq!(
+        options.upstream_ca,
+        Some(PathBuf::from("/etc/dtredact/certs/upstream-ca.pem"))
+    );
+    assert!(options.upstream_http2);
+    assert_eq!(
+        options.upstream_token_file,
+        Some(PathBuf::from("/run/secrets/upstream-token"))
+    );
+    assert_eq!(options.credential_scheme, "Bearer");
+    let names: Vec<&str> = options
+        .forward_credentials
+        .iter()
+        .map(|n| n.as_str())
+        .collect();
+    assert_eq!(names, ["authorization", "x-api-key"]);
+    assert!(!options.redact_responses);
+    assert!(options.pass_uninspectable);
+    assert_eq!(options.max_body_bytes, 1024 * 1024);
+    assert_eq!(options.max_decoded_bytes, 4 * 1024 * 1024);
+    assert_eq!(options.max_decompression_ratio, 1);
+    assert_eq!(options.max_concurrent_requests, 16);
+    assert_eq!(options.header_timeout, Duration::from_secs(2));
+    assert_eq!(options.body_timeout, Duration::from_secs(60));
+    assert_eq!(options.upstream_timeout, Duration::from_millis(500));
+    assert_eq!(options.shutdown_grace, Duration::from_secs(24 * 3600));
+    assert!(!options.add_via);
+    assert!(options.add_forwarded_for);
+    assert_eq!(options.idle_flush, Some(Duration::from_millis(250)));
+
+    assert_eq!(config.proxy.credential_scheme, CredentialScheme::Bearer);
+    assert_eq!(config.admin.addr, Some("[::1]:9090".parse().unwrap()));
+    assert_eq!(config.admin.max_leak_ids, 1);
+    assert_eq!(config.log.format, LogFormat::Json);
+    assert_eq!(config.log.filter, "dtredact=debug,hyper=warn");
+}
+
+#[test]
+fn proxy_defaults_match_proxy_options() {
+    let config = parse("").unwrap();
+    assert_eq!(config.proxy.upstream, None);
+    assert_eq!(config.admin.addr, None);
+    assert_eq!(config.admin.max_leak_ids, 10_000);
+    assert_eq!(config.log.format, LogFormat::Text);
+    assert_eq!(config.log.filter, "info");
+
+    let options = proxy_options("");
+    let expected = ProxyOptions::new(options.listen, options.upstream.clone());
+    assert_eq!(options.listen, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(options.upstream_ca, expected.upstream_ca);
+    assert_eq!(options.upstream_http2, expected.upstream_http2);
+    assert_eq!(options.upstream_token_file, expected.upstream_token_file);
+    assert_eq!(options.credential_scheme, expected.credential_scheme);
+    assert_eq!(options.forward_credentials, expected.forward_credentials);
+    assert_eq!(options.redact_responses, expected.redact_responses);
+    assert_eq!(options.pass_uninspectable, expected.pass_uninspectable);
+    assert_eq!(options.max_body_bytes, expected.max_body_bytes);
+    assert_eq!(options.max_decoded_bytes, expected.max_decoded_bytes);
+    assert_eq!(
+        options.max_decompression_ratio,
+        expected.max_decompression_ratio
+    );
+    assert_eq!(
+        options.max_concurrent_requests,
+        expected.max_concurrent_requests
+    );
+    assert_eq!(options.header_timeout, expected.header_timeout);
+    assert_eq!(options.body_timeout, expected.body_timeout);
+    assert_eq!(options.upstream_timeout, expected.upstream_timeout);
+    assert_eq!(options.shutdown_grace, expected.shutdown_grace);
+    assert_eq!(options.add_via, expected.add_via);
+    assert_eq!(options.add_forwarded_for, expected.add_forwarded_for);
+    assert_eq!(options.idle_flush, expected.idle_flush);
+}
+
+#[test]
+fn zero_idle_flush_disables_it() {
+    let options = proxy_options("[filter]\nidle_flush = \"0s\"\n");
+    assert_eq!(options.idle_flush, None);
+}
+
+#[test]
+fn empty_strings_mean_not_set() {
+    let config = parse("[proxy]\nupstream = \"\"\n[admin]\naddr = \"\"\n").unwrap();
+    assert_eq!(config.proxy.upstream, None);
+    assert_eq!(config.admin.addr, None);
+}
+
+#[test]
+fn to_options_without_upstream() {
+    let err = Config::default()
+        .proxy
+        .to_options(Duration::ZERO)
+        .unwrap_err();
+    assert!(matches!(err, ConfigError::UpstreamMissing), "{err:?}");
+    assert_contains(
+        &err.to_string(),
+        &["proxy.upstream is not set", "--upstream"],
+    );
+}
+
+#[test]
+fn to_options_checks_overrides() {
+    let mut config = parse("[proxy]\nupstream = \"http://127.0.0.1:9\"\n").unwrap();
+    config.proxy.shutdown_grace = Duration::ZERO;
+    let message = config
+        .proxy
+        .to_options(Duration::ZERO)
+        .unwrap_err()
+        .to_string();
+    assert_contains(&message, &["proxy.shutdown_grace", "is zero", "\"30s\""]);
+
+    let mut config = parse("[proxy]\nupstream = \"http://127.0.0.1:9\"\n").unwrap();
+    config.proxy.max_concurrent_requests = 0;
+    let message = config
+        .proxy
+        .to_options(Duration::ZERO)
+        .unwrap_err()
+        .to_string();
+    assert_contains(
+        &message,
+        &["proxy.max_concurrent_requests", "0 is out of range"],
+    );
+
+    let mut config = Config::default();
+    config.proxy.upstream = Some("ftp://127.0.0.1/".parse().unwrap());
+    let message = config
+        .proxy
+        .to_options(Duration::ZERO)
+        .unwrap_err()
+        .to_string();
+    assert_contains(&message, &["proxy.upstream", "http:// or https://"]);
+}
+
+#[test]
+fn invalid_listen_address() {
+    for value in ["localhost:8080", "127.0.0.1", "127.0.0.1:70000", ""] {
+        let message = parse_error(&format!("[proxy]\nlisten = \"{value}\"\n"));
+        assert_contains(
+            &message,
+            &[
+                ORIGIN,
+                ":2:10",
+                "proxy.listen",
+                &format!("invalid socket address \"{value}\""),
+                "\"127.0.0.1:8080\"",
+            ],
+        );
+    }
+}
+
+#[test]
+fn invalid_admin_address() {
+    let message = parse_error("[admin]\naddr = \"9090\"\n");
+    assert_contains(
+        &message,
+        &[
+            ORIGIN,
+            ":2:8",
+            "admin.addr",
+            "\"9090\"",
+            "or \"\" to disable the admin server",
+        ],
+    );
+}
+
+#[test]
+fn upstream_needs_http_scheme() {
+    for value in ["ftp://logs.example.com", "localhost:8080", "/api/v2"] {
+        let message = parse_error(&format!("[proxy]\nupstream = \"{value}\"\n"));
+        assert_contains(
+            &message,
+            &[
+                ORIGIN,
+                ":2:12",
+                "proxy.upstream",
+                &format!("\"{value}\""),
+                "does not start with http:// or https://",
+            ],
+        );
+    }
+}
+
+#[test]
+fn upstream_user_info_is_rejected_unshown() {
+    for value in [
+        "https://dtuser:synthetic-pass-0451@logs.example.com/api",
+        "http://synthetic-pass-0451@127.0.0.1:9",
+        "dtuser:synthetic-pass-0451@logs.example.com",
+    ] {
+        let message = parse_error(&format!("[proxy]\nupstream = \"{value}\"\n"));
+        assert_contains(
+            &message,
+            &[
+                ORIGIN,
+                ":2:12",
+                "proxy.upstream",
+                "user information",
+                "proxy.upstream_token_file",
+            ],
+        );
+        assert!(!message.contains("synthetic-pass-0451"), "{message}");
+    }
+}
+
+#[test]
+fn upstream_without_host_or_port() {
+    let message = parse_error("[proxy]\nupstream = \"http://:8080\"\n");
+    assert_contains(&message, &["proxy.upstream", "has no host"]);
+    for value in ["http://127.0.0.1:70000", "http://127.0.0.1:0"] {
+        let message = parse_error(&format!("[proxy]\nupstream = \"{value}\"\n"));
+        assert_contains(&message, &["proxy.upstream", "invalid port", "1 to 65535"]);
+    }
+    let message = parse_error("[proxy]\nupstream = \"http://a b\"\n");
+    assert_contains(&message, &["proxy.upstream", "invalid URL \"http://a b\""]);
+}
+
+#[test]
+fn upstream_query_or_fragment() {
+    for value in [
+        "https://logs.example.com/api?tenant=x",
+        "https://logs.example.com/#top",
+    ] {
+        let message = parse_error(&format!("[proxy]\nupstream = \"{value}\"\n"));
+        assert_contains(&message, &["proxy.upstream", "query or fragment"]);
+    }
+}
+
+#[test]
+fn parse_upstream_for_flags() {
+    let uri = parse_upstream("http://[::1]:9000/ingest").unwrap();
+    assert_eq!(uri.to_string(), "http://[::1]:9000/ingest");
+    assert_eq!(
+        parse_upstream("https://u:p@logs.example.com"),
+        Err(UpstreamUrlError::UserInfo)
+    );
+}
+
+#[test]
+fn invalid_credential_scheme() {
+    let message = parse_error("[proxy]\ncredential_scheme = \"Basic\"\n");
+    assert_contains(
+        &message,
+        &[
+            ORIGIN,
+            ":2:21",
+            "proxy.credential_scheme",
+            "\"Basic\"",
+            "use one of Api-Token, Bearer",
+        ],
+    );
+}
+
+#[test]
+fn invalid_forward_header_name() {
+    let message =
+        parse_error("[proxy]\nforward_credentials = [\"authorization\", \"x api key\"]\n");
+    assert_contains(
+        &message,
+        &[
+            ORIGIN,
+            ":2:41",
+            "proxy.forward_credentials[1]",
+            "invalid HTTP header name \"x api key\"",
+            "\"x-api-key\"",
+        ],
+    );
+    let message = parse_error("[proxy]\nforward_credentials = [\"\"]\n");
+    assert_contains(&message, &["proxy.forward_credentials[0]", "\"\""]);
+    let message = parse_error("[proxy]\nforward_credentials = \"authorization\"\n");
+    assert_contains(&message, &["proxy.forward_credentials", "expected"]);
+}
+
+#[test]
+fn empty_forward_credentials_allowed() {
+    let options = proxy_options("forward_credentials = []\n");
+    assert!(options.forward_credentials.is_empty());
+}
+
+#[test]
+fn proxy_time_limits_checked() {
+    for key in [
+        "header_timeout",
+        "body_timeout",
+        "upstream_timeout",
+        "shutdown_grace",
+    ] {
+        for (value, problem) in [
+            ("0s", "is zero"),
+            ("25h", "is longer than 24h"),
+            ("soon", "soon"),
+        ] {
+            let message = parse_error(&format!("[proxy]\n{key} = \"{value}\"\n"));
+            assert_contains(
+                &message,
+                &[
+                    ORIGIN,
+                    ":2:",
+                    &format!("proxy.{key}"),
+                    &format!("invalid duration \"{value}\""),
+                    problem,
+                    "greater than zero and at most 24h",
+                ],
+            );
+        }
+    }
+}
+
+#[test]
+fn proxy_limits_checked() {
+    for key in [
+        "max_body_bytes",
+        "max_decoded_bytes",
+        "max_decompression_ratio",
+        "max_concurrent_requests",
+    ] {
+        for value in ["0", "-1"] {
+            let message = parse_error(&format!("[proxy]\n{key} = {value}\n"));
+            assert_contains(
+                &message,
+                &[
+                    ORIGIN,
+                    ":2:",
+                    &format!("proxy.{key}"),
+                    &format!("{value} is out of range; use 1 "),
+                ],
+            );
+        }
+    }
+    let message = parse_error("[proxy]\nmax_body_bytes = 0\n");
+    assert_contains(&message, &["use 1 or more bytes"]);
+    let message = parse_error("[proxy]\nmax_concurrent_requests = 9223372036854775807\n");
+    assert_contains(
+        &message,
+        &["proxy.max_concurrent_requests", "use 1 to ", " requests"],
+    );
+}
+
+#[test]
+fn zero_max_leak_ids() {
+    let message = parse_error("[admin]\nmax_leak_ids = 0\n");
+    assert_contains(
+        &message,
+        &[
+            ORIGIN,
+            ":2:16",
+            "admin.max_leak_ids",
+            "0 is out of range",
+            "use 1 or more token identifiers",
+        ],
+    );
+}
+
+#[test]
+fn invalid_log_format() {
+    let message = parse_error("[log]\nformat = \"JSON\"\n");
+    assert_contains(
+        &message,
+        &[
+            ORIGIN,
+            ":2:10",
+            "log.format",
+            "\"JSON\"",
+            "use one of text, json",
+        ],
+    );
+}
+
+#[test]
+fn invalid_log_filter() {
+    let message = parse_error("[log]\nfilter = \"dtredact=loud\"\n");
+    assert_contains(
+        &message,
+        &[
+            ORIGIN,
+            ":2:10",
+            "log.filter",
+            "invalid log filter \"dtredact=loud\"",
+            "level",
+            "\"dtredact=debug,hyper=warn\"",
+        ],
+    );
+    let message = parse_error("[log]\nfilter = \"\"\n");
+    assert_contains(&message, &["log.filter", "the value is empty", "\"info\""]);
+}
+
+#[test]
+fn empty_proxy_paths_rejected() {
+    for key in ["upstream_ca", "upstream_token_file"] {
+        let message = parse_error(&format!("[proxy]\n{key} = \"\"\n"));
+        assert_contains(
+            &message,
+            &[
+                &format!("proxy.{key}"),
+                "the value is empty",
+                "remove the key",
+            ],
+        );
+    }
+}
+
+#[test]
+fn unknown_proxy_key_lists_keys() {
+    let message = parse_error("[proxy]\nupstream_url = \"http://127.0.0.1:9\"\n");
+    assert_contains(
+        &message,
+        &[
+            ":2:1",
+            "proxy.upstream_url",
+            "unknown key \"upstream_url\"",
+            "listen, upstream, upstream_ca",
+        ],
+    );
+    let message = parse_error("[log]\nlevel = \"info\"\n");
+    assert_contains(&message, &["log.level", "format or filter"]);
+}
+
+#[test]
+fn effective_toml_shows_service_tables() {
+    let text = Config::default().to_effective_toml();
+    for key in [
+        "[proxy]",
+        "listen = \"127.0.0.1:8080\"",
+        "upstream = \"\"",
+        "# upstream_ca is not set",
+        "upstream_http2 = false",
+        "# upstream_token_file is not set",
+        "credential_scheme = \"Api-Token\"",
+        "forward_credentials = [\"authorization\"]",
+        "redact_responses = true",
+        "pass_uninspectable = false",
+        "max_body_bytes = 67108864",
+        "max_decoded_bytes = 268435456",
+        "max_decompression_ratio = 100",
+        "max_concurrent_requests = 1024",
+        "header_timeout = \"10s\"",
+        "body_timeout = \"30s\"",
+        "upstream_timeout = \"30s\"",
+        "shutdown_grace = \"20s\"",
+        "add_via = true",
+        "add_forwarded_for = false",
+        "[admin]",
+        "addr = \"\"",
+        "max_leak_ids = 10000",
+        "[log]",
+        "format = \"text\"",
+        "filter = \"info\"",
+    ] {
+        assert!(text.contains(key), "{key:?} missing from:\n{text}");
+    }
+}
+
+#[test]
+fn effective_toml_with_full_proxy_parses_back() {
+    let config = parse(FULL_PROXY).unwrap();
+    let text = config.to_effective_toml();
+    assert_eq!(parse(&text).unwrap(), config, "{text}");
+}
+
+#[test]
+fn effective_toml_hides_upstream_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "synthetic-upstream-token-0789";
+    let token_path = dir.path().join("upstream-token");
+    write(&token_path, token.as_bytes());
+    let mut config = Config::default();
+    config.proxy.upstream_token_file = Some(token_path.clone());
+    // Set in code, bypassing parse_upstream, which would reject it.
+    config.proxy.upstream = Some(
+        "https://dtuser:synthetic-pass-0451@logs.example.com"
+            .parse()
+            .unwrap(),
+    );
+    let text = config.to_effective_toml();
+    assert!(text.contains(&token_path.display().to_string()), "{text}");
+    assert!(!text.contains(token), "{text}");
+    assert!(!text.contains("synthetic-pass-0451"), "{text}");
+
+    let err = config.proxy.to_options(Duration::ZERO).unwrap_err();
+    let message = err.to_string();
+    assert_contains(&message, &["proxy.upstream", "user information"]);
+    assert!(!message.contains("synthetic-pass-0451"), "{message}");
 }

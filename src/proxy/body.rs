@@ -1,0 +1,337 @@
+//! Redacting bodies as they stream: decode, redact, re-encode, frame by
+//! frame, in a task that feeds a channel-backed body.
+
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::BodyExt;
+use tokio::sync::mpsc;
+use tokio::time::{timeout_at, Instant};
+
+use super::codec::{CodecError, ContentCoding, Decoder, Encoder, Limits};
+use super::error::{BodyLimit, ProxyError};
+use crate::{Finding, Redactor, Stream};
+
+/// Error type of bodies the proxy builds.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Limits and deadlines of one body.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyOptions {
+    /// Maximum bytes as sent.
+    pub max_body: u64,
+    /// Limits of decoding.
+    pub limits: Limits,
+    /// Longest pause between two frames before the body fails.
+    pub frame_timeout: Duration,
+    /// Pause after which held-back bytes are released.
+    pub idle_flush: Option<Duration>,
+}
+
+/// Decode, redact and re-encode state of one body.
+struct Pipeline {
+    decoder: Option<Decoder>,
+    stream: Stream,
+    /// The body's coding; the encoder is made at the first output, once the
+    /// decoder knows whether a deflate body is zlib-wrapped or raw.
+    coding: ContentCoding,
+    encoder: Option<Encoder>,
+    decoded: Vec<u8>,
+    redacted: Vec<u8>,
+    encoded_in: u64,
+    max_body: u64,
+}
+
+impl Pipeline {
+    fn new(redactor: &Redactor, coding: ContentCoding, options: &BodyOptions) -> Pipeline {
+        let decoder = match coding {
+            ContentCoding::Identity => None,
+            coding => Some(Decoder::new(coding, options.limits)),
+        };
+        Pipeline {
+            decoder,
+            stream: redactor.stream_with_capacity(64 * 1024),
+            coding,
+            encoder: None,
+            decoded: Vec::new(),
+            redacted: Vec::new(),
+            encoded_in: 0,
+            max_body: options.max_body,
+        }
+    }
+
+    /// Takes the next bytes of the body and appends output to `out`.
+    fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), ProxyError> {
+        self.encoded_in += input.len() as u64;
+        if self.encoded_in > self.max_body {
+            return Err(ProxyError::BodyTooLarge(BodyLimit::Encoded));
+        }
+        match &mut self.decoder {
+            None => self.stream.push(input, &mut self.redacted),
+            Some(decoder) => {
+                self.decoded.clear();
+                decoder
+                    .push(input, &mut self.decoded)
+                    .map_err(codec_error)?;
+                self.stream.push(&self.decoded, &mut self.redacted);
+            }
+        }
+        self.encode(out)
+    }
+
+    fn encode(&mut self, out: &mut Vec<u8>) -> Result<(), ProxyError> {
+        if self.coding == ContentCoding::Identity {
+            out.append(&mut self.redacted);
+            return Ok(());
+        }
+        if self.redacted.is_empty() {
+            return Ok(());
+        }
+        let redacted = std::mem::take(&mut self.redacted);
+        self.encoder()?.push(&redacted, out).map_err(codec_error)?;
+        self.redacted = redacted;
+        self.redacted.clear();
+        Ok(())
+    }
+
+    /// Returns the encoder, making it in the decoded body's form.
+    fn encoder(&mut self) -> Result<&mut Encoder, ProxyError> {
+        let raw = self.decoder.as_ref().is_some_and(Decoder::is_raw_deflate);
+        let coding = self.coding;
+        Ok(self.encoder.get_or_insert_with(|| {
+            if raw {
+                Encoder::new_raw_deflate()
+            } else {
+                Encoder::new(coding)
+            }
+        }))
+    }
+
+    /// Releases held-back bytes because the body paused.
+    fn idle(&mut self, out: &mut Vec<u8>) -> Result<(), ProxyError> {
+        self.stream.flush_idle_into(&mut self.redacted);
+        self.encode(out)?;
+        if let Some(encoder) = &mut self.encoder {
+            encoder.flush(out).map_err(codec_error)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), ProxyError> {
+        if let Some(decoder) = &mut self.decoder {
+            self.decoded.clear();
+            decoder.finish(&mut self.decoded).map_err(codec_error)?;
+            self.stream.push(&self.decoded, &mut self.redacted);
+        }
+        self.stream.finish(&mut self.redacted);
+        self.encode(out)?;
+        // A body that decoded to nothing is re-encoded as an empty stream
+        // of its coding, so that the upstream can still decode it.
+        if self.coding != ContentCoding::Identity
+            && self.decoder.as_ref().is_some_and(|d| d.encoded_bytes() > 0)
+        {
+            self.encoder()?.finish(out).map_err(codec_error)?;
+        }
+        Ok(())
+    }
+}
+
+fn codec_error(e: CodecError) -> ProxyError {
+    match e {
+        CodecError::TooLarge { .. } => ProxyError::BodyTooLarge(BodyLimit::Decoded),
+        CodecError::RatioExceeded { .. } => ProxyError::BodyTooLarge(BodyLimit::Ratio),
+        _ => ProxyError::CorruptBody,
+    }
+}
+
+/// Receives the findings of a body as they are made.
+pub type FindingSink = Arc<dyn Fn(Vec<Finding>) + Send + Sync>;
+
+/// Where a body's findings and failure are reported.
+#[derive(Clone)]
+pub struct BodyReport {
+    inner: Arc<Mutex<BodyReportInner>>,
+    sink: FindingSink,
+}
+
+#[derive(Default)]
+struct BodyReportInner {
+    error: Option<ProxyError>,
+}
+
+impl BodyReport {
+    /// Creates a report that passes findings to `sink`.
+    pub fn new(sink: FindingSink) -> BodyReport {
+        BodyReport {
+            inner: Arc::default(),
+            sink,
+        }
+    }
+
+    fn add_findings(&self, findings: Vec<Finding>) {
+        if !findings.is_empty() {
+            (self.sink)(findings);
+        }
+    }
+
+    fn set_error(&self, error: ProxyError) {
+        self.lock().error.get_or_insert(error);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BodyReportInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The error that ended the body, if any.
+    pub fn error(&self) -> Option<ProxyError> {
+        self.lock().error.clone()
+    }
+}
+
+type Item = Result<Frame<Bytes>, ProxyError>;
+
+/// A body fed by the redacting task.
+pub struct ChannelBody {
+    first: Option<Item>,
+    rx: mpsc::Receiver<Item>,
+    exact_len: Option<u64>,
+}
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let item = match self.first.take() {
+            Some(item) => Some(item),
+            None => match self.rx.poll_recv(cx) {
+                Poll::Ready(item) => item,
+                Poll::Pending => return Poll::Pending,
+            },
+        };
+        Poll::Ready(item.map(|r| r.map_err(|e| Box::new(e) as BoxError)))
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.exact_len {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+}
+
+/// Starts redacting `body` in a task. Waits for the first frame of output
+/// (or the end, or an error), so that a body that fails at once is never
+/// forwarded at all.
+///
+/// `exact_len` is the output length when it is known in advance (identity
+/// coding under a length-keeping policy), passed on as the size hint.
+pub async fn redact_body<B>(
+    body: B,
+    redactor: Redactor,
+    coding: ContentCoding,
+    options: BodyOptions,
+    exact_len: Option<u64>,
+    report: BodyReport,
+) -> Result<ChannelBody, ProxyError>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError> + Send,
+{
+    let (tx, mut rx) = mpsc::channel::<Item>(4);
+    tokio::spawn(pump(body, redactor, coding, options, tx, report));
+    let first = match rx.recv().await {
+        Some(Err(e)) => return Err(e),
+        other => other,
+    };
+    Ok(ChannelBody {
+        first,
+        rx,
+        exact_len,
+    })
+}
+
+async fn pump<B>(
+    mut body: B,
+    redactor: Redactor,
+    coding: ContentCoding,
+    options: BodyOptions,
+    tx: mpsc::Sender<Item>,
+    report: BodyReport,
+) where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError> + Send,
+{
+    let mut pipe = Pipeline::new(&redactor, coding, &options);
+    let mut out = Vec::new();
+    let mut trailers: Option<HeaderMap> = None;
+    let result: Result<(), ProxyError> = async {
+        loop {
+            let deadline = Instant::now() + options.frame_timeout;
+            let frame = loop {
+                let wait_until = match options.idle_flush {
+                    Some(idle) if pipe.stream.held_back() > 0 => {
+                        (Instant::now() + idle).min(deadline)
+                    }
+                    _ => deadline,
+                };
+                match timeout_at(wait_until, body.frame()).await {
+                    Ok(frame) => break frame,
+                    Err(_) if wait_until < deadline => {
+                        pipe.idle(&mut out)?;
+                        report.add_findings(pipe.stream.take_findings());
+                        if !out.is_empty() && send(&tx, std::mem::take(&mut out)).await.is_err() {
+                            return Ok(());
+                        }
+                    }
+                    Err(_) => return Err(ProxyError::ClientTimeout),
+                }
+            };
+            match frame {
+                None => break,
+                Some(Err(_)) => return Err(ProxyError::ClientAborted),
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => pipe.push(&data, &mut out)?,
+                    Err(frame) => {
+                        if let Ok(t) = frame.into_trailers() {
+                            trailers = Some(t);
+                        }
+                    }
+                },
+            }
+            report.add_findings(pipe.stream.take_findings());
+            if !out.is_empty() && send(&tx, std::mem::take(&mut out)).await.is_err() {
+                // The receiver is gone: the request was answered or dropped.
+                return Ok(());
+            }
+        }
+        pipe.finish(&mut out)?;
+        report.add_findings(pipe.stream.take_findings());
+        if !out.is_empty() && send(&tx, std::mem::take(&mut out)).await.is_err() {
+            return Ok(());
+        }
+        if let Some(trailers) = trailers.take() {
+            let _ = tx.send(Ok(Frame::trailers(trailers))).await;
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        report.set_error(e.clone());
+        let _ = tx.send(Err(e)).await;
+    }
+}
+
+async fn send(tx: &mpsc::Sender<Item>, bytes: Vec<u8>) -> Result<(), ()> {
+    tx.send(Ok(Frame::data(Bytes::from(bytes))))
+        .await
+        .map_err(|_| ())
+}

@@ -1,0 +1,226 @@
+//! Request and response headers: hop-by-hop removal (RFC 9110, section
+//! 7.6.1), token masking in values and in the request target, and the
+//! upstream credential.
+
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::{Finding, Redactor};
+
+/// Headers that apply to one connection only and are never forwarded.
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// Removes hop-by-hop headers, including those that `Connection` names.
+/// `Transfer-Encoding` goes too: the body is re-framed on each hop.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(header::TRANSFER_ENCODING);
+}
+
+/// Masks tokens in every header value except those named in `except`.
+/// Returns the findings.
+pub fn mask_headers(
+    redactor: &Redactor,
+    headers: &mut HeaderMap,
+    except: &[HeaderName],
+) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    let names: Vec<HeaderName> = headers.keys().cloned().collect();
+    for name in names {
+        if except.contains(&name) {
+            continue;
+        }
+        let values: Vec<HeaderValue> = headers.get_all(&name).iter().cloned().collect();
+        let mut changed = false;
+        let mut masked_values = Vec::with_capacity(values.len());
+        for value in values {
+            let (out, mut found) = redactor.redact_all(value.as_bytes());
+            if found.is_empty() {
+                masked_values.push(value);
+                continue;
+            }
+            findings.append(&mut found);
+            changed = true;
+            // Masks are printable ASCII, so a valid value stays valid;
+            // should it not, drop the value rather than forward the secret.
+            if let Ok(v) = HeaderValue::from_bytes(&out) {
+                masked_values.push(v);
+            }
+        }
+        if changed {
+            headers.remove(&name);
+            for v in masked_values {
+                headers.append(name.clone(), v);
+            }
+        }
+    }
+    findings
+}
+
+/// Masks tokens in a request target (`/path?query`). Returns the masked
+/// target and the findings.
+pub fn mask_target(redactor: &Redactor, target: &str) -> (String, Vec<Finding>) {
+    let (out, findings) = redactor.redact_all(target.as_bytes());
+    if findings.is_empty() {
+        return (target.to_string(), findings);
+    }
+    (String::from_utf8_lossy(&out).into_owned(), findings)
+}
+
+/// The credential dtredact sets on upstream requests, read from a file (a
+/// mounted Secret) and read again when the file changes.
+#[derive(Clone)]
+pub struct Credential {
+    path: PathBuf,
+    scheme: String,
+    current: Arc<RwLock<CredentialState>>,
+}
+
+struct CredentialState {
+    value: HeaderValue,
+    stamp: Option<(SystemTime, u64)>,
+}
+
+/// Errors reading the credential file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CredentialError {
+    /// The file could not be read.
+    #[error("failed to read the upstream token file {path}: {source}")]
+    Read {
+        /// File path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is empty or holds bytes not allowed in a header.
+    #[error("the upstream token file {path} is empty or holds characters not allowed in an HTTP header; it must hold the token on one line")]
+    Invalid {
+        /// File path.
+        path: String,
+    },
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credential")
+            .field("path", &self.path)
+            .field("scheme", &self.scheme)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credential {
+    /// Reads the token file. `scheme` is `Api-Token` or `Bearer`.
+    ///
+    /// # Errors
+    ///
+    /// The file is unreadable, empty, or not a valid header value.
+    pub fn load(path: PathBuf, scheme: &str) -> Result<Credential, CredentialError> {
+        let (value, stamp) = read_credential(&path, scheme)?;
+        Ok(Credential {
+            path,
+            scheme: scheme.to_string(),
+            current: Arc::new(RwLock::new(CredentialState { value, stamp })),
+        })
+    }
+
+    /// The `Authorization` value to send.
+    pub fn value(&self) -> HeaderValue {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .value
+            .clone()
+    }
+
+    /// Reads the file again if its modification time or size changed.
+    /// Returns whether the value changed. A file that became invalid
+    /// leaves the old value in place and returns the error.
+    pub fn refresh(&self) -> Result<bool, CredentialError> {
+        let stamp = file_stamp(&self.path);
+        {
+            let state = self.current.read().unwrap_or_else(|e| e.into_inner());
+            if stamp.is_some() && stamp == state.stamp {
+                return Ok(false);
+            }
+        }
+        let (value, stamp) = read_credential(&self.path, &self.scheme)?;
+        let mut state = self.current.write().unwrap_or_else(|e| e.into_inner());
+        let changed = state.value != value;
+        state.value = value;
+        state.stamp = stamp;
+        Ok(changed)
+    }
+
+    /// Re-reads the file every `period` until the process ends.
+    pub fn watch(self, period: Duration) {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(period);
+            loop {
+                tick.tick().await;
+                match self.refresh() {
+                    Ok(true) => {
+                        tracing::info!(path = %self.path.display(), "upstream token file changed; using the new token")
+                    }
+                    Ok(false) => {}
+                    Err(error) => tracing::error!(%error, "keeping the previous upstream token"),
+                }
+            }
+        });
+    }
+}
+
+fn file_stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
+}
+
+fn read_credential(
+    path: &std::path::Path,
+    scheme: &str,
+) -> Result<(HeaderValue, Option<(SystemTime, u64)>), CredentialError> {
+    let stamp = file_stamp(path);
+    let text = std::fs::read(path).map_err(|source| CredentialError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let token = text.trim_ascii();
+    let invalid = || CredentialError::Invalid {
+        path: path.display().to_string(),
+    };
+    if token.is_empty() {
+        return Err(invalid());
+    }
+    let mut value = Vec::with_capacity(scheme.len() + 1 + token.len());
+    value.extend_from_slice(scheme.as_bytes());
+    value.push(b' ');
+    value.extend_from_slice(token);
+    let mut value = HeaderValue::from_bytes(&value).map_err(|_| invalid())?;
+    value.set_sensitive(true);
+    Ok((value, stamp))
+}
