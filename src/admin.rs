@@ -1,7 +1,7 @@
 //! The admin HTTP server: `/metrics` (Prometheus text), `/healthz`
 //! (alive), `/readyz` (accepting work) and `/leaks` (the leak inventory as
-//! JSON). It binds to loopback unless told otherwise, because the leak
-//! inventory names token identifiers.
+//! JSON). Bind it to loopback (`127.0.0.1:9090`) unless a scraper on
+//! another host needs it, because `/leaks` names token identifiers.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -29,7 +29,7 @@ impl Readiness {
         self.0.store(ready, Ordering::SeqCst);
     }
 
-    /// Whether the process accepts work.
+    /// Returns whether the process accepts work.
     pub fn get(&self) -> bool {
         self.0.load(Ordering::SeqCst)
     }

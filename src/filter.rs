@@ -249,6 +249,8 @@ fn filter_one(
         path: name.to_string(),
         source,
     };
+    // Whether the input read so far ends a line (or nothing was read).
+    let mut at_line_start = true;
     loop {
         if stop.raised() {
             out.report.interrupted = true;
@@ -277,6 +279,17 @@ fn filter_one(
                 }
             }
         }
+        // After a reload, switch to the new rules at a line end: no token
+        // spans a newline, so ending the stream there changes no output.
+        if at_line_start && !Arc::ptr_eq(&current, &shared.load()) {
+            stream.finish_input();
+            if !drain(&mut stream, out)? {
+                return Ok(false);
+            }
+            current = shared.load_full();
+            stream = current.stream_with_capacity(options.read_buffer);
+            tracing::info!(input = name, "switched to the reloaded rules at a line end");
+        }
         let spare = stream.spare();
         let n = match file.read(spare) {
             Ok(n) => n,
@@ -285,37 +298,21 @@ fn filter_one(
                 // Write what was read before failing.
                 stream.finish_input();
                 drain(&mut stream, out)?;
-                out.count_in(stream.bytes_in());
                 return Err(read_error(e));
             }
         };
         if n == 0 {
             break;
         }
-        let ends_line = spare[n - 1] == b'\n';
+        at_line_start = spare[n - 1] == b'\n';
         stream.commit(n);
+        out.count_in(n as u64);
         if !drain(&mut stream, out)? {
-            out.count_in(stream.bytes_in());
             return Ok(false);
-        }
-        // After a reload, switch to the new rules at a line end: no token
-        // spans a newline, so ending the stream there changes no output.
-        if ends_line && !Arc::ptr_eq(&current, &shared.load()) {
-            stream.finish_input();
-            if !drain(&mut stream, out)? {
-                out.count_in(stream.bytes_in());
-                return Ok(false);
-            }
-            out.count_in(stream.bytes_in());
-            current = shared.load_full();
-            stream = current.stream_with_capacity(options.read_buffer);
-            tracing::info!(input = name, "switched to the reloaded rules at a line end");
         }
     }
     stream.finish_input();
-    let open = drain(&mut stream, out)?;
-    out.count_in(stream.bytes_in());
-    Ok(open)
+    drain(&mut stream, out)
 }
 
 /// Where one run's output, findings and counts go.

@@ -118,6 +118,10 @@ struct ProxyArgs {
     /// overrides the config file.
     #[arg(long, value_name = "ADDR")]
     admin_addr: Option<SocketAddr>,
+    /// Forward everything without inspecting it. Only for measuring what
+    /// redaction costs; never use it in front of a real sink.
+    #[arg(long)]
+    no_redaction: bool,
 }
 
 #[derive(Args, Debug)]
@@ -396,10 +400,14 @@ fn run_proxy(args: ProxyArgs, log_format: Option<LogFormat>) -> Result<u8, Failu
         config.admin.addr = Some(addr);
     }
     init_logging(&config.log, log_format);
-    let options = config
+    let mut options = config
         .proxy
         .to_options(config.filter.idle_flush)
         .map_err(usage)?;
+    options.redact = !args.no_redaction;
+    if args.no_redaction {
+        tracing::warn!("--no-redaction: requests are forwarded uninspected");
+    }
     let redactor = config.build_redactor().map_err(usage)?;
     let shared: SharedRedactor = Arc::new(arc_swap::ArcSwap::from_pointee(redactor));
     let telemetry = Telemetry::new(Mode::Proxy, config.admin.max_leak_ids);

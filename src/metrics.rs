@@ -182,7 +182,7 @@ impl Metrics {
             .register(Box::new(stage_duration.clone()))
             .expect("registered once");
 
-        Metrics {
+        let metrics = Metrics {
             bytes: counter_vec(
                 &registry,
                 "dtredact_bytes_total",
@@ -255,6 +255,31 @@ impl Metrics {
             ready,
             stage_duration,
             registry,
+        };
+        metrics.init_fixed_series();
+        metrics
+    }
+
+    /// Creates the series of fixed label sets at zero, so that `increase()`
+    /// and alerts see their first event.
+    fn init_fixed_series(&self) {
+        for class in ["1xx", "2xx", "3xx", "4xx", "5xx"] {
+            self.http_requests.with_label_values(&[class]);
+        }
+        for reason in ["too_large", "bomb", "unknown_encoding", "corrupt"] {
+            self.bodies_rejected.with_label_values(&[reason]);
+        }
+        for result in ["success", "failure"] {
+            self.reloads.with_label_values(&[result]);
+        }
+        for mode in [Mode::Filter, Mode::Proxy, Mode::Tail, Mode::Scan] {
+            self.idle_flushes.with_label_values(&[mode.as_str()]);
+            for direction in ["in", "out"] {
+                self.bytes.with_label_values(&[mode.as_str(), direction]);
+            }
+        }
+        for kind in crate::proxy::ProxyError::KINDS {
+            self.errors.with_label_values(&[kind]);
         }
     }
 
@@ -370,11 +395,19 @@ impl Telemetry {
     }
 }
 
-/// Allows one warning per key per interval and counts the rest.
+/// Most leak warnings logged per second over all identifiers, so that a
+/// stream full of distinct tokens does not flood the log; the metrics and
+/// the leak inventory still count every one.
+pub const LEAK_WARNS_PER_SECOND: u32 = 20;
+
+/// Allows one warning per key per interval, and at most
+/// [`LEAK_WARNS_PER_SECOND`] in all; counts the rest.
 #[derive(Debug)]
 struct WarnLimiter {
     max_keys: usize,
     keys: std::collections::HashMap<String, (Instant, u64)>,
+    /// Start of the current one-second window and warnings logged in it.
+    window: Option<(Instant, u32)>,
 }
 
 impl WarnLimiter {
@@ -382,12 +415,33 @@ impl WarnLimiter {
         WarnLimiter {
             max_keys: max_keys.max(1),
             keys: std::collections::HashMap::new(),
+            window: None,
         }
     }
 
     /// Returns `Some(suppressed)` when a warning for `key` is due, with the
     /// number of repeats suppressed since the last one.
     fn check(&mut self, key: &str, now: Instant) -> Option<u64> {
+        let due = self.check_key(key, now)?;
+        match &mut self.window {
+            Some((start, count)) if now.duration_since(*start) < Duration::from_secs(1) => {
+                if *count >= LEAK_WARNS_PER_SECOND {
+                    // Over the global budget: count it as suppressed for
+                    // this key, and let its next warning come early.
+                    if let Some((last, suppressed)) = self.keys.get_mut(key) {
+                        *suppressed = due + 1;
+                        *last = now.checked_sub(LEAK_WARN_INTERVAL).unwrap_or(*last);
+                    }
+                    return None;
+                }
+                *count += 1;
+            }
+            _ => self.window = Some((now, 1)),
+        }
+        Some(due)
+    }
+
+    fn check_key(&mut self, key: &str, now: Instant) -> Option<u64> {
         if let Some((last, suppressed)) = self.keys.get_mut(key) {
             if now.duration_since(*last) < LEAK_WARN_INTERVAL {
                 *suppressed += 1;
@@ -425,6 +479,18 @@ mod tests {
         assert_eq!(l.check("a", t0), None);
         assert_eq!(l.check("a", t0 + LEAK_WARN_INTERVAL), Some(2));
         assert_eq!(l.check("b", t0), Some(0));
+    }
+
+    #[test]
+    fn limiter_caps_warnings_per_second() {
+        let mut l = WarnLimiter::new(1000);
+        let t0 = Instant::now();
+        let logged = (0..100)
+            .filter(|i| l.check(&format!("id{i}"), t0).is_some())
+            .count();
+        assert_eq!(logged, LEAK_WARNS_PER_SECOND as usize);
+        // A suppressed key warns in the next second, with its count.
+        assert_eq!(l.check("id99", t0 + Duration::from_secs(1)), Some(1));
     }
 
     #[test]

@@ -91,8 +91,8 @@ impl Reloader {
         }
     }
 
-    /// Whether the config file or a known-secret file changed since the
-    /// last load.
+    /// Returns whether the config file or a known-secret file changed
+    /// since the last load.
     pub fn changed(&self) -> bool {
         self.stamps.iter().any(|s| stamp(&s.path) != *s)
             || Config::load(&self.path)

@@ -188,6 +188,29 @@ mod tests {
     }
 
     #[test]
+    fn million_ids_stay_bounded() {
+        let mut inv = Inventory::new(DEFAULT_MAX_IDS);
+        let now = SystemTime::now();
+        for i in 0..1_000_000u32 {
+            inv.record_at(&finding(Some(&format!("dt0c01.{i:024}"))), "s", now);
+        }
+        assert_eq!(inv.len(), DEFAULT_MAX_IDS);
+        assert_eq!(inv.evicted(), 1_000_000 - DEFAULT_MAX_IDS as u64);
+        assert_eq!(inv.recency.len(), DEFAULT_MAX_IDS);
+        assert_eq!(inv.total(), 1_000_000);
+        // The newest identifiers are the ones kept.
+        let json = inv.to_json();
+        let kept: Vec<&str> = json["leaks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["token_id"].as_str().unwrap())
+            .collect();
+        assert!(kept.contains(&format!("dt0c01.{:024}", 999_999).as_str()));
+        assert!(!kept.contains(&format!("dt0c01.{:024}", 0).as_str()));
+    }
+
+    #[test]
     fn evicts_least_recent() {
         let mut inv = Inventory::new(2);
         inv.record(&finding(Some("one")), "s");

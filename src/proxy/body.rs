@@ -162,6 +162,9 @@ pub struct BodyReport {
 #[derive(Default)]
 struct BodyReportInner {
     error: Option<ProxyError>,
+    /// When the body last moved: a frame arrived from the sender or output
+    /// was taken by the receiver.
+    progress: Option<Instant>,
 }
 
 impl BodyReport {
@@ -181,6 +184,17 @@ impl BodyReport {
 
     fn set_error(&self, error: ProxyError) {
         self.lock().error.get_or_insert(error);
+    }
+
+    fn touch(&self) {
+        self.lock().progress = Some(Instant::now());
+    }
+
+    /// When the body last made progress; `None` before its first frame.
+    /// The upstream timeout counts from here, so that a body that takes
+    /// long to arrive does not count as a slow upstream.
+    pub fn last_progress(&self) -> Option<Instant> {
+        self.lock().progress
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BodyReportInner> {
@@ -295,6 +309,7 @@ async fn pump<B>(
                     Err(_) => return Err(ProxyError::ClientTimeout),
                 }
             };
+            report.touch();
             match frame {
                 None => break,
                 Some(Err(_)) => return Err(ProxyError::ClientAborted),
@@ -312,6 +327,7 @@ async fn pump<B>(
                 // The receiver is gone: the request was answered or dropped.
                 return Ok(());
             }
+            report.touch();
         }
         pipe.finish(&mut out)?;
         report.add_findings(pipe.stream.take_findings());
@@ -321,6 +337,7 @@ async fn pump<B>(
         if let Some(trailers) = trailers.take() {
             let _ = tx.send(Ok(Frame::trailers(trailers))).await;
         }
+        report.touch();
         Ok(())
     }
     .await;

@@ -56,6 +56,21 @@ pub enum BodyLimit {
 }
 
 impl ProxyError {
+    /// Every value [`ProxyError::kind`] returns.
+    pub const KINDS: [&'static str; 11] = [
+        "upstream_unreachable",
+        "upstream_timeout",
+        "body_too_large",
+        "decoded_body_too_large",
+        "decompression_bomb",
+        "unsupported_encoding",
+        "corrupt_body",
+        "client_timeout",
+        "client_aborted",
+        "overloaded",
+        "uninspectable_response",
+    ];
+
     /// Status code of the answer.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -133,5 +148,29 @@ impl ProxyError {
             headers.insert("x-request-id", id);
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_lists_every_kind() {
+        let all = [
+            ProxyError::UpstreamUnreachable,
+            ProxyError::UpstreamTimeout,
+            ProxyError::BodyTooLarge(BodyLimit::Encoded),
+            ProxyError::BodyTooLarge(BodyLimit::Decoded),
+            ProxyError::BodyTooLarge(BodyLimit::Ratio),
+            ProxyError::UnsupportedEncoding,
+            ProxyError::CorruptBody,
+            ProxyError::ClientTimeout,
+            ProxyError::ClientAborted,
+            ProxyError::Overloaded,
+            ProxyError::UninspectableResponse,
+        ];
+        let kinds: Vec<&str> = all.iter().map(ProxyError::kind).collect();
+        assert_eq!(kinds, ProxyError::KINDS);
     }
 }

@@ -77,6 +77,9 @@ pub struct ProxyOptions {
     pub add_forwarded_for: bool,
     /// Pause in a body after which held-back bytes are released.
     pub idle_flush: Option<Duration>,
+    /// Inspect and redact traffic. `false` forwards everything unchanged,
+    /// which exists only to measure the cost of redaction.
+    pub redact: bool,
 }
 
 impl ProxyOptions {
@@ -103,6 +106,7 @@ impl ProxyOptions {
             add_via: true,
             add_forwarded_for: false,
             idle_flush: Some(Duration::from_millis(100)),
+            redact: true,
         }
     }
 }

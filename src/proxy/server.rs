@@ -331,6 +331,10 @@ async fn forward(
     let redactor = &*redactor;
     let (mut parts, body) = req.into_parts();
 
+    if !options.redact {
+        return forward_unredacted(state, parts, body).await;
+    }
+
     // The request target, then the headers.
     let target = parts
         .uri
@@ -368,7 +372,7 @@ async fn forward(
     let request = Request::from_parts(parts, body);
 
     let upstream_started = Instant::now();
-    let sent = tokio::time::timeout(options.upstream_timeout, state.client.request(request)).await;
+    let sent = upstream_response(state, request, &report).await;
     state
         .metrics
         .upstream_duration
@@ -407,6 +411,66 @@ async fn forward(
     } else {
         body.map_err(|e| Box::new(e) as super::BoxError).boxed()
     };
+    Ok(Response::from_parts(parts, body))
+}
+
+/// The upstream's response headers, or why they did not arrive.
+type UpstreamResult = Result<Response<Incoming>, hyper_util::client::legacy::Error>;
+
+/// Sends `request` and waits for the response headers. The upstream
+/// timeout counts from the later of the send and the body's last progress,
+/// so a long upload is not taken for a slow upstream.
+///
+/// NOTE: a body passed through uninspected reports no progress, so for
+/// it the timeout counts from the send and includes the upload.
+async fn upstream_response(
+    state: &State,
+    request: Request<ProxyBody>,
+    report: &BodyReport,
+) -> Result<UpstreamResult, tokio::time::error::Elapsed> {
+    let timeout = state.options.upstream_timeout;
+    let started = tokio::time::Instant::now();
+    let mut response = std::pin::pin!(state.client.request(request));
+    loop {
+        let since = report.last_progress().map_or(started, |t| t.max(started));
+        match tokio::time::timeout_at(since + timeout, &mut response).await {
+            Ok(result) => return Ok(result),
+            Err(_) if report.last_progress().is_some_and(|t| t > since) => continue,
+            Err(elapsed) => return Err(elapsed),
+        }
+    }
+}
+
+/// Forwards a request and its response unchanged but for hop-by-hop
+/// headers: the baseline that measures what redaction costs.
+async fn forward_unredacted(
+    state: &Arc<State>,
+    mut parts: http::request::Parts,
+    body: Incoming,
+) -> Result<Response<ProxyBody>, ProxyError> {
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(|pq| pq.as_str())
+        .unwrap_or("/");
+    parts.uri = upstream_uri(&state.options.upstream, target);
+    remove_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::HOST);
+    parts.version = http::Version::HTTP_11;
+    let body = body.map_err(|e| Box::new(e) as super::BoxError).boxed();
+    let sent = tokio::time::timeout(
+        state.options.upstream_timeout,
+        state.client.request(Request::from_parts(parts, body)),
+    )
+    .await;
+    let response = match sent {
+        Err(_) => return Err(ProxyError::UpstreamTimeout),
+        Ok(Err(_)) => return Err(ProxyError::UpstreamUnreachable),
+        Ok(Ok(response)) => response,
+    };
+    let (mut parts, body) = response.into_parts();
+    remove_hop_by_hop(&mut parts.headers);
+    let body = body.map_err(|e| Box::new(e) as super::BoxError).boxed();
     Ok(Response::from_parts(parts, body))
 }
 
@@ -461,12 +525,15 @@ async fn request_body(
         }
         Err(()) => return Err(ProxyError::UnsupportedEncoding),
     };
+    // Check the declared length before it is dropped for a body that
+    // changes length, so that any body declared too large is rejected
+    // before the upstream is contacted.
+    if body_too_large(headers, state.options.max_body_bytes) {
+        return Err(ProxyError::BodyTooLarge(super::error::BodyLimit::Encoded));
+    }
     let exact_len = keeps_length(redactor, coding, headers);
     if exact_len.is_none() {
         headers.remove(header::CONTENT_LENGTH);
-    }
-    if body_too_large(headers, state.options.max_body_bytes) {
-        return Err(ProxyError::BodyTooLarge(super::error::BodyLimit::Encoded));
     }
     let body = redact_body(
         body,

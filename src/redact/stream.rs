@@ -287,7 +287,14 @@ impl Stream {
                 match rules.check(searcher, hay, c, eof) {
                     Check::Found(hit) => {
                         self.record(&hit, hay_end);
-                        from = c.pos + 1;
+                        // Built-in candidates may overlap (a token glued to
+                        // the end of another is found at its own `dt0`).
+                        // User matches do not, so that one secret gives one
+                        // finding.
+                        from = match searcher {
+                            Searcher::Builtin => c.pos + 1,
+                            Searcher::Literals | Searcher::Regex(_) => hit.span.end.max(c.pos + 1),
+                        };
                     }
                     Check::NotFound => from = c.pos + 1,
                     Check::NeedMore => {
