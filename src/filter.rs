@@ -177,10 +177,22 @@ fn open_input(path: &Path) -> Result<(File, String), FilterError> {
         return Ok((File::from(fd), "stdin".into()));
     }
     let name = path.display().to_string();
-    let file = File::open(path).map_err(|source| FilterError::Read {
-        path: name.clone(),
-        source,
-    })?;
+    let is_fifo = std::fs::metadata(path).is_ok_and(|m| {
+        use std::os::unix::fs::FileTypeExt;
+        m.file_type().is_fifo()
+    });
+    // A named pipe is opened for reading and writing: it then never reports
+    // end of file when the app closes it, so an app restart goes unnoticed,
+    // and opening does not wait for a writer. The filter runs until a
+    // signal stops it.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(is_fifo)
+        .open(path)
+        .map_err(|source| FilterError::Read {
+            path: name.clone(),
+            source,
+        })?;
     Ok((file, name))
 }
 

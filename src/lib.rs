@@ -31,6 +31,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod corpus;
 pub mod detect;
@@ -42,6 +43,7 @@ pub mod reload;
 pub mod report;
 pub mod scan;
 pub mod synth;
+pub mod tail;
 
 pub use detect::{Encoding, RULE_LEGACY, RULE_PARTIAL, RULE_TOKEN};
 pub use redact::{BuildError, Finding, Policy, Redactor, RedactorBuilder, Stream};

@@ -2,19 +2,19 @@
 //! calls into the library.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
 use dtredact::admin::{self, Readiness};
-use dtredact::config::{Config, LogConfig, LogFormat, PolicyName};
+use dtredact::cli::{Cli, Command, FilterArgs, ProxyArgs, ScanArgs, StartFrom, TailArgs};
+use dtredact::config::{Config, LogConfig, LogFormat};
 use dtredact::metrics::{Mode, Telemetry};
 use dtredact::reload::{Reloader, SharedRedactor};
-use dtredact::{filter, proxy, scan};
+use dtredact::{filter, proxy, scan, tail};
 
 /// Exit code when a leak was found (`scan`, `filter --fail-on-leak`).
 const EXIT_LEAK: u8 = 1;
@@ -22,118 +22,6 @@ const EXIT_LEAK: u8 = 1;
 const EXIT_ERROR: u8 = 2;
 /// Exit code for invalid arguments or configuration (BSD `EX_USAGE`).
 const EXIT_USAGE: u8 = 64;
-
-#[derive(Parser, Debug)]
-#[command(
-    name = "dtredact",
-    version,
-    about = "Mask Dynatrace access tokens in log streams",
-    after_help = "Exit codes: 0 success; 1 a secret was found (scan, filter --fail-on-leak); \
-                  2 I/O error; 64 invalid arguments or configuration."
-)]
-struct Cli {
-    /// Format of dtredact's own log on standard error; overrides the
-    /// config file. `RUST_LOG` sets the level (default `info`).
-    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
-    log_format: Option<LogFormat>,
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand, Debug)]
-enum Command {
-    /// Copy input to output with every secret masked.
-    Filter(FilterArgs),
-    /// Report where secrets are, as JSON lines; rewrite nothing.
-    Scan(ScanArgs),
-    /// Forward HTTP requests to a log sink with every secret masked.
-    Proxy(ProxyArgs),
-    /// Validate a config file and print the effective config.
-    CheckConfig {
-        /// Config file (TOML).
-        path: PathBuf,
-    },
-}
-
-#[derive(Args, Debug)]
-struct CommonArgs {
-    /// Config file (TOML); built-in defaults without it.
-    #[arg(short, long, value_name = "PATH", env = "DTREDACT_CONFIG")]
-    config: Option<PathBuf>,
-}
-
-#[derive(Args, Debug)]
-struct FilterArgs {
-    /// Input files, read in order; standard input when none or `-`.
-    files: Vec<PathBuf>,
-    #[command(flatten)]
-    common: CommonArgs,
-    /// Write output to this file instead of standard output.
-    #[arg(short, long, value_name = "PATH")]
-    output: Option<PathBuf>,
-    /// Masking policy; overrides the config file.
-    #[arg(long, value_enum)]
-    policy: Option<PolicyName>,
-    /// Release held-back bytes after input is idle this long (e.g. 100ms;
-    /// 0s disables); overrides the config file.
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    idle_flush: Option<Duration>,
-    /// Print a JSON summary of what was masked to standard error at exit.
-    #[arg(long)]
-    summary: bool,
-    /// Exit with code 1 when anything was masked.
-    #[arg(long)]
-    fail_on_leak: bool,
-    /// Serve /metrics, /healthz, /readyz and /leaks on this address while
-    /// filtering; overrides the config file.
-    #[arg(long, value_name = "ADDR")]
-    admin_addr: Option<SocketAddr>,
-}
-
-#[derive(Args, Debug)]
-struct ProxyArgs {
-    #[command(flatten)]
-    common: CommonArgs,
-    /// Address to listen on (default 127.0.0.1:8080); overrides the config
-    /// file.
-    #[arg(long, value_name = "ADDR")]
-    listen: Option<SocketAddr>,
-    /// Base URL of the log sink (http or https); overrides the config file.
-    #[arg(long, value_name = "URL")]
-    upstream: Option<String>,
-    /// PEM file of the CA that signs the upstream's certificate.
-    #[arg(long, value_name = "FILE")]
-    upstream_ca: Option<PathBuf>,
-    /// File with the token to send upstream as `Authorization`, replacing
-    /// the client's; re-read when it changes.
-    #[arg(long, value_name = "PATH")]
-    upstream_token_file: Option<PathBuf>,
-    /// Time in-flight requests get to finish on SIGTERM (e.g. 20s).
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
-    shutdown_grace: Option<Duration>,
-    /// Masking policy; overrides the config file.
-    #[arg(long, value_enum)]
-    policy: Option<PolicyName>,
-    /// Serve /metrics, /healthz, /readyz and /leaks on this address;
-    /// overrides the config file.
-    #[arg(long, value_name = "ADDR")]
-    admin_addr: Option<SocketAddr>,
-    /// Forward everything without inspecting it. Only for measuring what
-    /// redaction costs; never use it in front of a real sink.
-    #[arg(long)]
-    no_redaction: bool,
-}
-
-#[derive(Args, Debug)]
-struct ScanArgs {
-    /// Files to scan; standard input when none or `-`.
-    files: Vec<PathBuf>,
-    #[command(flatten)]
-    common: CommonArgs,
-    /// Print a JSON summary of the findings to standard error at exit.
-    #[arg(long)]
-    summary: bool,
-}
 
 /// An error with the exit code it maps to.
 struct Failure {
@@ -179,6 +67,7 @@ fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Filter(args) => run_filter(args, log_format),
         Command::Scan(args) => run_scan(args),
         Command::Proxy(args) => run_proxy(args, log_format),
+        Command::Tail(args) => run_tail(args, log_format),
         Command::CheckConfig { path } => {
             let config = load_config(Some(&path))?;
             config.build_redactor().map_err(usage)?;
@@ -462,6 +351,64 @@ fn run_proxy(args: ProxyArgs, log_format: Option<LogFormat>) -> Result<u8, Failu
             .map_err(|e| usage(anyhow::Error::new(e)))?;
         Ok(0)
     })
+}
+
+fn run_tail(args: TailArgs, log_format: Option<LogFormat>) -> Result<u8, Failure> {
+    let mut config = load_config(args.common.config.as_deref())?;
+    let policy = args.policy;
+    let overrides = move |config: &mut Config| {
+        if let Some(policy) = policy {
+            config.redact.policy = policy;
+        }
+    };
+    overrides(&mut config);
+    if let Some(addr) = args.admin_addr {
+        config.admin.addr = Some(addr);
+    }
+    init_logging(&config.log, log_format);
+    let redactor = config.build_redactor().map_err(usage)?;
+    let shared: SharedRedactor = Arc::new(arc_swap::ArcSwap::from_pointee(redactor));
+    let telemetry = Telemetry::new(Mode::Tail, config.admin.max_leak_ids);
+    telemetry
+        .metrics
+        .init_rules(Mode::Tail, shared.load().rules().rule_names());
+    let readiness = Readiness::default();
+    let reloader = reloader(
+        args.common.config.as_deref(),
+        &config,
+        Box::new(overrides),
+        &shared,
+        &telemetry,
+    );
+    start_background(config.admin.addr, &telemetry, &readiness, reloader)?;
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop)).map_err(runtime)?;
+    }
+    let options = tail::TailOptions {
+        patterns: args.paths,
+        output: args.output,
+        checkpoint: args.checkpoint,
+        from: match args.from {
+            StartFrom::Beginning => tail::StartFrom::Beginning,
+            StartFrom::End => tail::StartFrom::End,
+        },
+        poll_interval: args.poll_interval,
+        idle_flush: Some(config.filter.idle_flush).filter(|d| !d.is_zero()),
+        read_buffer: config.filter.read_buffer,
+    };
+    readiness.set(true);
+    telemetry.metrics.ready.with_label_values(&["tail"]).set(1);
+    let result = tail::run(&shared, &options, Some(&telemetry), &stop);
+    readiness.set(false);
+    match result {
+        Ok(_) => Ok(0),
+        Err(e @ (tail::TailError::Pattern { .. } | tail::TailError::CheckpointPolicy)) => {
+            Err(usage(e))
+        }
+        Err(e) => Err(runtime(e)),
+    }
 }
 
 /// Triggers the proxy's graceful shutdown on SIGTERM or SIGINT.
