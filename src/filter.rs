@@ -193,6 +193,9 @@ fn open_input(path: &Path) -> Result<(File, String), FilterError> {
             path: name.clone(),
             source,
         })?;
+    if is_fifo {
+        set_pipe_size(file.as_fd());
+    }
     Ok((file, name))
 }
 
@@ -224,7 +227,7 @@ fn open_output(path: Option<&Path>) -> Result<Sink, FilterError> {
 }
 
 /// Enlarges a pipe; anything else, or a refusal, is left as it is.
-fn set_pipe_size(fd: BorrowedFd<'_>) {
+pub(crate) fn set_pipe_size(fd: BorrowedFd<'_>) {
     let is_pipe = rustix::fs::fstat(fd)
         .map(|st| rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Fifo)
         .unwrap_or(false);
