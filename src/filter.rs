@@ -47,7 +47,10 @@ pub struct FilterReport {
     pub bytes_in: u64,
     /// Bytes written.
     pub bytes_out: u64,
-    /// Masked secrets.
+    /// Secrets masked.
+    pub findings: u64,
+    /// Masked secrets by identifier, when the run has no telemetry (which
+    /// keeps its own inventory).
     pub inventory: Inventory,
     /// The run stopped early on SIGINT or SIGTERM, after writing all it
     /// had read.
@@ -389,11 +392,14 @@ fn wait_readable(file: &File, stop: &StopSignal, deadline: Option<Duration>) -> 
 /// output was closed.
 fn drain(stream: &mut crate::Stream, out: &mut Output<'_>) -> Result<bool, FilterError> {
     let findings = stream.take_findings();
-    for finding in &findings {
-        out.report.inventory.record(finding, out.name);
-    }
-    if let Some(t) = out.telemetry {
-        t.record(&findings, out.name);
+    out.report.findings += findings.len() as u64;
+    match out.telemetry {
+        Some(t) => t.record(&findings, out.name),
+        None => {
+            for finding in &findings {
+                out.report.inventory.record(finding, out.name);
+            }
+        }
     }
     let (sink, report) = (&mut *out.sink, &mut *out.report);
     loop {

@@ -209,13 +209,17 @@ fn run_filter(args: FilterArgs, log_format: Option<LogFormat>) -> Result<u8, Fai
     };
     let report = filter::run(&shared, &options, Some(&telemetry)).map_err(runtime)?;
     if args.summary {
-        let mut summary = report.inventory.to_json();
+        let mut summary = telemetry
+            .inventory
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .to_json();
         summary["bytes_in"] = report.bytes_in.into();
         summary["bytes_out"] = report.bytes_out.into();
         summary["interrupted"] = report.interrupted.into();
         print_summary(&summary);
     }
-    if args.fail_on_leak && report.inventory.total() > 0 {
+    if args.fail_on_leak && report.findings > 0 {
         return Ok(EXIT_LEAK);
     }
     Ok(0)

@@ -343,14 +343,29 @@ impl Telemetry {
         }
         let now = SystemTime::now();
         let mode = self.mode.as_str();
-        let mut inventory = self.inventory.lock().unwrap_or_else(|e| e.into_inner());
-        let evicted_before = inventory.evicted();
+        // One counter update per rule and encoding, not per finding: the
+        // label lookup hashes its strings.
+        let mut counts: Vec<(&str, Encoding, u64)> = Vec::new();
         for f in findings {
+            match counts
+                .iter_mut()
+                .find(|(rule, enc, _)| *rule == &*f.rule && *enc == f.encoding)
+            {
+                Some(entry) => entry.2 += 1,
+                None => counts.push((&f.rule, f.encoding, 1)),
+            }
+        }
+        for (rule, encoding, n) in counts {
             self.metrics
                 .findings
-                .with_label_values(&[mode, &f.rule, f.encoding.as_str()])
-                .inc();
-            inventory.record_at(f, source, now);
+                .with_label_values(&[mode, rule, encoding.as_str()])
+                .inc_by(n);
+        }
+        let mut inventory = self.inventory.lock().unwrap_or_else(|e| e.into_inner());
+        let evicted_before = inventory.evicted();
+        let source: Arc<str> = Arc::from(source);
+        for f in findings {
+            inventory.record_shared(f, &source, now);
         }
         let evicted = inventory.evicted() - evicted_before;
         drop(inventory);
@@ -373,7 +388,7 @@ impl Telemetry {
                     token_id = f.token_id.as_deref().unwrap_or("-"),
                     rule = &*f.rule,
                     encoding = f.encoding.as_str(),
-                    source,
+                    source = &*source,
                     suppressed_repeats = suppressed,
                     "masked a leaked secret; rotate this token"
                 );
@@ -405,7 +420,7 @@ pub const LEAK_WARNS_PER_SECOND: u32 = 20;
 #[derive(Debug)]
 struct WarnLimiter {
     max_keys: usize,
-    keys: std::collections::HashMap<String, (Instant, u64)>,
+    keys: std::collections::HashMap<String, (Instant, u64), foldhash::fast::RandomState>,
     /// Start of the current one-second window and warnings logged in it.
     window: Option<(Instant, u32)>,
 }
@@ -414,7 +429,7 @@ impl WarnLimiter {
     fn new(max_keys: usize) -> WarnLimiter {
         WarnLimiter {
             max_keys: max_keys.max(1),
-            keys: std::collections::HashMap::new(),
+            keys: std::collections::HashMap::default(),
             window: None,
         }
     }

@@ -2,7 +2,8 @@
 //! token identifier how often, when and where. `filter --summary` and
 //! `scan --summary` print it as JSON.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde_json::{json, Value};
@@ -23,21 +24,24 @@ pub struct Inventory {
     total: u64,
     by_rule: BTreeMap<String, u64>,
     by_encoding: BTreeMap<&'static str, u64>,
-    ids: HashMap<String, Entry>,
+    ids: HashMap<Arc<str>, Entry, foldhash::fast::RandomState>,
     /// Identifiers by the sequence number of their last sighting, oldest
     /// first, for eviction.
-    recency: BTreeMap<u64, String>,
+    recency: BTreeMap<u64, Arc<str>>,
     seq: u64,
     evicted: u64,
 }
 
 #[derive(Debug)]
 struct Entry {
-    rule: String,
+    /// The identifier, shared with the map key and the recency index.
+    id: Arc<str>,
+    rule: Arc<str>,
     count: u64,
     first_seen: SystemTime,
     last_seen: SystemTime,
-    sources: BTreeSet<String>,
+    /// At most [`MAX_SOURCES`], in the order first seen.
+    sources: Vec<Arc<str>>,
     seq: u64,
 }
 
@@ -55,7 +59,7 @@ impl Inventory {
             total: 0,
             by_rule: BTreeMap::new(),
             by_encoding: BTreeMap::new(),
-            ids: HashMap::new(),
+            ids: HashMap::default(),
             recency: BTreeMap::new(),
             seq: 0,
             evicted: 0,
@@ -69,8 +73,19 @@ impl Inventory {
 
     /// Counts a finding seen at time `now`.
     pub fn record_at(&mut self, finding: &Finding, source: &str, now: SystemTime) {
+        self.record_shared(finding, &Arc::from(source), now);
+    }
+
+    /// Counts a finding seen in `source` at time `now`; the source is
+    /// shared, so a batch of findings from one source allocates it once.
+    pub fn record_shared(&mut self, finding: &Finding, source: &Arc<str>, now: SystemTime) {
         self.total += 1;
-        *self.by_rule.entry(finding.rule.to_string()).or_default() += 1;
+        match self.by_rule.get_mut(&*finding.rule) {
+            Some(n) => *n += 1,
+            None => {
+                self.by_rule.insert(finding.rule.to_string(), 1);
+            }
+        }
         *self
             .by_encoding
             .entry(finding.encoding.as_str())
@@ -80,15 +95,15 @@ impl Inventory {
         };
         self.seq += 1;
         let seq = self.seq;
-        if let Some(entry) = self.ids.get_mut(id) {
+        if let Some(entry) = self.ids.get_mut(id.as_str()) {
             self.recency.remove(&entry.seq);
             entry.seq = seq;
             entry.count += 1;
             entry.last_seen = now;
-            if entry.sources.len() < MAX_SOURCES {
-                entry.sources.insert(source.to_string());
+            if entry.sources.len() < MAX_SOURCES && !entry.sources.contains(source) {
+                entry.sources.push(Arc::clone(source));
             }
-            self.recency.insert(seq, id.clone());
+            self.recency.insert(seq, Arc::clone(&entry.id));
             return;
         }
         if self.ids.len() >= self.max_ids {
@@ -97,18 +112,20 @@ impl Inventory {
                 self.evicted += 1;
             }
         }
+        let key: Arc<str> = Arc::from(id.as_str());
         self.ids.insert(
-            id.clone(),
+            Arc::clone(&key),
             Entry {
-                rule: finding.rule.to_string(),
+                id: Arc::clone(&key),
+                rule: Arc::clone(&finding.rule),
                 count: 1,
                 first_seen: now,
                 last_seen: now,
-                sources: BTreeSet::from([source.to_string()]),
+                sources: vec![Arc::clone(source)],
                 seq,
             },
         );
-        self.recency.insert(seq, id.clone());
+        self.recency.insert(seq, key);
     }
 
     /// Findings counted.
@@ -134,18 +151,18 @@ impl Inventory {
     /// The inventory as JSON: totals by rule and encoding, and one object
     /// per identifier, most counted first.
     pub fn to_json(&self) -> Value {
-        let mut leaks: Vec<(&String, &Entry)> = self.ids.iter().collect();
+        let mut leaks: Vec<(&Arc<str>, &Entry)> = self.ids.iter().collect();
         leaks.sort_by(|a, b| b.1.count.cmp(&a.1.count).then(a.0.cmp(b.0)));
         let leaks: Vec<Value> = leaks
             .into_iter()
             .map(|(id, e)| {
                 json!({
-                    "token_id": id,
-                    "rule": e.rule,
+                    "token_id": &**id,
+                    "rule": &*e.rule,
                     "count": e.count,
                     "first_seen": humantime::format_rfc3339_seconds(e.first_seen).to_string(),
                     "last_seen": humantime::format_rfc3339_seconds(e.last_seen).to_string(),
-                    "sources": e.sources,
+                    "sources": e.sources.iter().map(|s| &**s).collect::<Vec<&str>>(),
                 })
             })
             .collect();

@@ -277,11 +277,17 @@ impl Tail {
             if !(meta.is_file() || meta.file_type().is_fifo()) {
                 continue;
             }
-            let followed = self
-                .files
-                .iter()
-                .any(|t| !t.detached && t.dev == meta.dev() && t.ino == meta.ino());
-            if followed {
+            // A rotated file that a pattern matches under its new name (such
+            // as `app.log*` after `app.log` became `app.log.1`) is the same
+            // file: follow it on from where it is, instead of opening it
+            // again from its start.
+            let same = |t: &&mut Tracked| t.dev == meta.dev() && t.ino == meta.ino();
+            if let Some(t) = self.files.iter_mut().find(same) {
+                if t.detached {
+                    tracing::info!(from = %t.path.display(), to = %path.display(), "following a rotated file under its new name");
+                    t.path = path;
+                    t.detached = false;
+                }
                 continue;
             }
             match self.open(&path, &meta) {
@@ -539,10 +545,14 @@ impl Tail {
     /// Writes every whole line read, and the checkpoint.
     fn shutdown(&mut self) -> Result<(), TailError> {
         for i in 0..self.files.len() {
-            // Decide every candidate; the partial line after the last
-            // newline stays unwritten and is read again after a restart.
+            // Decide every candidate. With a checkpoint, the partial line
+            // after the last newline of a regular file stays unwritten and
+            // is read again after a restart. Bytes read from a FIFO, or
+            // from any file without a checkpoint, are never read again, so
+            // all of them are written.
+            let all = self.files[i].fifo || self.options.checkpoint.is_none();
             self.files[i].stream.finish_input();
-            self.writer.collect(&mut self.files[i], false)?;
+            self.writer.collect(&mut self.files[i], all)?;
         }
         self.save_checkpoint()?;
         tracing::info!("tail stopped");
@@ -666,7 +676,11 @@ fn load_checkpoint(path: Option<&Path>) -> Vec<Mark> {
 /// Writes the checkpoint to a temporary file beside it, syncs it, and
 /// renames it into place, so a crash leaves the old or the new one.
 fn write_checkpoint(path: &Path, checkpoint: &Checkpoint) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
+    // Appended rather than swapped for the extension: a checkpoint named
+    // `state.tmp` would otherwise be truncated in place.
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     let mut file = File::create(&tmp)?;
     serde_json::to_writer(&mut file, checkpoint)?;
     file.sync_all()?;

@@ -1265,10 +1265,9 @@ fn exercised_proxy_metrics(leaks: &LeakInput) -> BTreeSet<String> {
     rustix::process::kill_process(pid, rustix::process::Signal::Hup)
         .expect("failed to send SIGHUP");
     let failure = [("result", "failure")];
-    let (_, metrics) = proxy.scrape_until(|m| {
-        !m.matching("dtredact_config_reloads_total", &failure)
-            .is_empty()
-    });
+    // The series exists at zero from the start; wait for the count.
+    let (_, metrics) =
+        proxy.scrape_until(|m| m.value("dtredact_config_reloads_total", &failure) >= 1.0);
     assert_eq!(
         metrics.value("dtredact_config_reloads_total", &failure),
         1.0,

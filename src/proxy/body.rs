@@ -33,6 +33,9 @@ pub struct BodyOptions {
     pub idle_flush: Option<Duration>,
 }
 
+/// Largest engine read for a body, in bytes.
+const MAX_READ: usize = 64 * 1024;
+
 /// Decode, redact and re-encode state of one body.
 struct Pipeline {
     decoder: Option<Decoder>,
@@ -48,14 +51,25 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    fn new(redactor: &Redactor, coding: ContentCoding, options: &BodyOptions) -> Pipeline {
+    /// `size` is the body's length when known; a small body gets a small
+    /// buffer, because the buffer is allocated and zeroed per body.
+    fn new(
+        redactor: &Redactor,
+        coding: ContentCoding,
+        options: &BodyOptions,
+        size: Option<u64>,
+    ) -> Pipeline {
+        let capacity = match (coding, size) {
+            (ContentCoding::Identity, Some(n)) => (n as usize).clamp(4096, MAX_READ),
+            _ => MAX_READ,
+        };
         let decoder = match coding {
             ContentCoding::Identity => None,
             coding => Some(Decoder::new(coding, options.limits)),
         };
         Pipeline {
             decoder,
-            stream: redactor.stream_with_capacity(64 * 1024),
+            stream: redactor.stream_with_capacity(capacity),
             coding,
             encoder: None,
             decoded: Vec::new(),
@@ -284,7 +298,7 @@ async fn pump<B>(
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError> + Send,
 {
-    let mut pipe = Pipeline::new(&redactor, coding, &options);
+    let mut pipe = Pipeline::new(&redactor, coding, &options, body.size_hint().upper());
     let mut out = Vec::new();
     let mut trailers: Option<HeaderMap> = None;
     let result: Result<(), ProxyError> = async {

@@ -58,6 +58,10 @@ pub fn mask_headers(
         let mut changed = false;
         let mut masked_values = Vec::with_capacity(values.len());
         for value in values {
+            if !redactor.has_candidate(value.as_bytes()) {
+                masked_values.push(value);
+                continue;
+            }
             let (out, mut found) = redactor.redact_all(value.as_bytes());
             if found.is_empty() {
                 masked_values.push(value);
@@ -84,6 +88,9 @@ pub fn mask_headers(
 /// Masks tokens in a request target (`/path?query`). Returns the masked
 /// target and the findings.
 pub fn mask_target(redactor: &Redactor, target: &str) -> (String, Vec<Finding>) {
+    if !redactor.has_candidate(target.as_bytes()) {
+        return (target.to_string(), Vec::new());
+    }
     let (out, findings) = redactor.redact_all(target.as_bytes());
     if findings.is_empty() {
         return (target.to_string(), findings);

@@ -151,8 +151,21 @@ impl Redactor {
         Stream::new(self.clone(), capacity)
     }
 
+    /// Returns whether any searcher finds a candidate in `input`. When it
+    /// does not, redacting `input` as a whole stream changes nothing.
+    pub fn has_candidate(&self, input: &[u8]) -> bool {
+        self.rules
+            .searchers()
+            .any(|s| self.rules.next_candidate(s, input, 0).is_some())
+    }
+
     /// Redacts a whole input at once and returns the output and findings.
     pub fn redact_all(&self, input: &[u8]) -> (Vec<u8>, Vec<Finding>) {
+        // Most header values and short inputs hold no candidate: skip the
+        // stream and its buffer.
+        if !self.has_candidate(input) {
+            return (input.to_vec(), Vec::new());
+        }
         let mut stream = self.stream_with_capacity(input.len().max(1));
         let mut out = Vec::with_capacity(input.len());
         stream.push(input, &mut out);

@@ -138,10 +138,11 @@ fn mask_token(policy: &Policy, bytes: &mut [u8], token: &PlainToken, origin: usi
         Policy::Fingerprint(_) => canonical_token(&bytes[span.clone()]),
         _ => Vec::new(),
     };
-    let ranges: Vec<_> = match policy {
-        Policy::Full => vec![span],
-        _ if token.scim => vec![public, secret],
-        _ => vec![secret],
+    // Two ranges at most, in an array: this runs once per token.
+    let ranges: [std::ops::Range<usize>; 2] = match policy {
+        Policy::Full => [span, 0..0],
+        _ if token.scim => [public, secret],
+        _ => [secret, 0..0],
     };
     fill(policy, bytes, &canonical, &ranges);
 }

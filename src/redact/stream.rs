@@ -342,24 +342,25 @@ impl Stream {
             // visible never undo another hit's mask.
             let original = &hay[hit.span.clone()];
             for run in changed_runs(original, &bytes) {
-                self.insert(Replacement {
-                    start: start + run.start as u64,
-                    end: start + run.end as u64,
-                    bytes: bytes[run].to_vec(),
-                });
+                insert_sorted(
+                    &mut self.pending,
+                    Replacement {
+                        start: start + run.start as u64,
+                        end: start + run.end as u64,
+                        bytes: bytes[run].to_vec(),
+                    },
+                );
             }
         } else {
-            self.insert(Replacement {
-                start,
-                end: self.base + hit.span.end as u64,
-                bytes,
-            });
+            insert_sorted(
+                &mut self.pending,
+                Replacement {
+                    start,
+                    end: self.base + hit.span.end as u64,
+                    bytes,
+                },
+            );
         }
-    }
-
-    fn insert(&mut self, r: Replacement) {
-        let at = self.pending.partition_point(|p| p.start <= r.start);
-        self.pending.insert(at, r);
     }
 
     /// Turns input up to `frontier` into output.
@@ -551,20 +552,26 @@ fn overlay(dst: &mut [u8], dst_at: u64, at: u64, bytes: &[u8]) {
     dst[(lo - dst_at) as usize..(hi - dst_at) as usize].copy_from_slice(src);
 }
 
+/// Inserts a replacement, keeping the list sorted by start.
+fn insert_sorted(pending: &mut Vec<Replacement>, r: Replacement) {
+    let at = pending.partition_point(|p| p.start <= r.start);
+    pending.insert(at, r);
+}
+
 /// Returns the maximal runs where `b` differs from `a` (equal lengths).
-fn changed_runs(a: &[u8], b: &[u8]) -> Vec<Range<usize>> {
-    let mut runs = Vec::new();
+fn changed_runs<'a>(a: &'a [u8], b: &'a [u8]) -> impl Iterator<Item = Range<usize>> + 'a {
     let mut i = 0;
-    while i < a.len() {
-        if a[i] != b[i] {
-            let start = i;
-            while i < a.len() && a[i] != b[i] {
-                i += 1;
-            }
-            runs.push(start..i);
-        } else {
+    std::iter::from_fn(move || {
+        while i < a.len() && a[i] == b[i] {
             i += 1;
         }
-    }
-    runs
+        if i == a.len() {
+            return None;
+        }
+        let start = i;
+        while i < a.len() && a[i] != b[i] {
+            i += 1;
+        }
+        Some(start..i)
+    })
 }
