@@ -95,6 +95,8 @@ pub struct ProxyContext {
 }
 
 struct State {
+    /// Request counters by status class (1xx to 5xx), looked up once.
+    status_counters: [prometheus::IntCounter; 5],
     options: ProxyOptions,
     redactor: SharedRedactor,
     metrics: Metrics,
@@ -205,7 +207,10 @@ async fn serve_inner(
         }
         None => None,
     };
+    let status_counters = ["1xx", "2xx", "3xx", "4xx", "5xx"]
+        .map(|class| metrics.http_requests.with_label_values(&[class]));
     let state = Arc::new(State {
+        status_counters,
         limit: Arc::new(Semaphore::new(options.max_concurrent_requests)),
         via: HeaderValue::from_static("1.1 dtredact"),
         options,
@@ -293,17 +298,13 @@ async fn handle(
         }
     };
     let class = match response.status().as_u16() {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        _ => "5xx",
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
     };
-    state
-        .metrics
-        .http_requests
-        .with_label_values(&[class])
-        .inc();
+    state.status_counters[class].inc();
     state
         .metrics
         .request_duration
