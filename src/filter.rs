@@ -40,7 +40,7 @@ pub struct FilterOptions {
     pub read_buffer: usize,
 }
 
-/// What a filter run did.
+/// Outcome of a filter run: counts, findings and how it ended.
 #[derive(Debug, Default)]
 pub struct FilterReport {
     /// Bytes read.
@@ -110,7 +110,7 @@ impl StopSignal {
     }
 }
 
-/// Where output goes, with its name for error messages.
+/// Output file, with its name for error messages.
 struct Sink {
     file: File,
     name: String,
@@ -333,7 +333,7 @@ fn filter_one(
     drain(&mut stream, out)
 }
 
-/// Where one run's output, findings and counts go.
+/// Destination of one run's output, findings and counts.
 struct Output<'a> {
     sink: &'a mut Sink,
     report: &'a mut FilterReport,

@@ -42,7 +42,7 @@ const HEAD_LEN: usize = 256;
 /// signal.
 const ROTATED_QUIET: Duration = Duration::from_secs(5);
 
-/// Where `tail` starts in a file it has no checkpoint for.
+/// Start position in a file that has no checkpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartFrom {
     /// The first byte.
@@ -148,7 +148,7 @@ struct Checkpoint {
     files: Vec<Mark>,
 }
 
-/// What a tail run did.
+/// Counts of a tail run.
 #[derive(Debug, Default)]
 pub struct TailReport {
     /// Bytes read.

@@ -27,7 +27,7 @@ pub const RULE_PARTIAL: &str = "dynatrace-partial-secret";
 /// Rule name of legacy 21-character tokens after an `Api-Token` context.
 pub const RULE_LEGACY: &str = "dynatrace-legacy-token";
 
-/// How a secret was written in the stream.
+/// Encoding of a secret in the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Encoding {
     /// As is.
@@ -111,11 +111,11 @@ pub struct Hit {
     pub encoding: Encoding,
     /// Haystack bytes the hit rewrites.
     pub span: Range<usize>,
-    /// What the span holds, for masking.
+    /// Contents of the span, for masking.
     pub body: HitBody,
 }
 
-/// What a hit's span holds.
+/// Contents of a hit's span.
 #[derive(Debug, Clone)]
 pub enum HitBody {
     /// A `dt0` token in plain bytes; its ranges index the haystack.
@@ -129,7 +129,7 @@ pub enum HitBody {
     Form(usize),
 }
 
-/// Which built-in detections run. All are on by default.
+/// Switches for the built-in detections. All are on by default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BuiltinOptions {
     /// Mask secret parts cut short or running long.
@@ -480,7 +480,7 @@ impl Rules {
         }
     }
 
-    /// Decides a candidate. `eof` says whether the haystack ends where the
+    /// Decides a candidate. `eof` is true when the haystack ends where the
     /// stream ends.
     pub fn check(&self, searcher: Searcher, hay: &[u8], c: Candidate, eof: bool) -> Check<Hit> {
         match searcher {

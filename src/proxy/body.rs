@@ -166,7 +166,7 @@ fn codec_error(e: CodecError) -> ProxyError {
 /// Receives the findings of a body as they are made.
 pub type FindingSink = Arc<dyn Fn(Vec<Finding>) + Send + Sync>;
 
-/// Where a body's findings and failure are reported.
+/// Collector of a body's findings, failure and progress.
 #[derive(Clone)]
 pub struct BodyReport {
     inner: Arc<Mutex<BodyReportInner>>,

@@ -83,7 +83,7 @@ pub type FindingsHook = Arc<dyn Fn(&[Finding], &str) + Send + Sync>;
 /// takes the one in force when it starts and keeps it to the end.
 pub use crate::reload::SharedRedactor;
 
-/// What a proxy reports to and reads from while it runs.
+/// Shared state of a running proxy: rules, telemetry and readiness.
 #[derive(Clone)]
 pub struct ProxyContext {
     /// Rules and policy, swapped on reload.
@@ -389,8 +389,8 @@ async fn forward(
         }
         Ok(Ok(response)) => response,
     };
-    // The upstream answered before the body failed: the body was cut off,
-    // so the answer does not acknowledge it.
+    // The upstream responded before the body failed: the body was cut
+    // off, so that response does not acknowledge it.
     if let Some(body_error) = report.error() {
         return Err(body_error);
     }
