@@ -274,8 +274,35 @@ where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError> + Send,
 {
+    let mut body = body;
+    let first = match tokio::time::timeout(options.frame_timeout, body.frame()).await {
+        Err(_) => return Err(ProxyError::ClientTimeout),
+        Ok(Some(Err(_))) => return Err(ProxyError::ClientAborted),
+        Ok(Some(Ok(frame))) => Some(frame),
+        Ok(None) => None,
+    };
+    report.touch();
+    // A body that arrived whole in its first frame (most small log batches)
+    // is redacted here, without a task and a channel per request.
+    let whole = first.as_ref().map_or(true, |f| f.is_data()) && body.is_end_stream();
+    if whole {
+        let mut pipe = Pipeline::new(&redactor, coding, &options, body.size_hint().upper());
+        let mut out = Vec::new();
+        if let Some(data) = first.and_then(|f| f.into_data().ok()) {
+            pipe.push(&data, &mut out)?;
+        }
+        pipe.finish(&mut out)?;
+        report.add_findings(pipe.stream.take_findings());
+        // The sender is dropped at once, so the body ends after `first`.
+        let (_, rx) = mpsc::channel::<Item>(1);
+        return Ok(ChannelBody {
+            first: (!out.is_empty()).then(|| Ok(Frame::data(Bytes::from(out)))),
+            rx,
+            exact_len,
+        });
+    }
     let (tx, mut rx) = mpsc::channel::<Item>(4);
-    tokio::spawn(pump(body, redactor, coding, options, tx, report));
+    tokio::spawn(pump(body, first, redactor, coding, options, tx, report));
     let first = match rx.recv().await {
         Some(Err(e)) => return Err(e),
         other => other,
@@ -289,6 +316,7 @@ where
 
 async fn pump<B>(
     mut body: B,
+    mut first: Option<Frame<Bytes>>,
     redactor: Redactor,
     coding: ContentCoding,
     options: BodyOptions,
@@ -304,23 +332,28 @@ async fn pump<B>(
     let result: Result<(), ProxyError> = async {
         loop {
             let deadline = Instant::now() + options.frame_timeout;
-            let frame = loop {
-                let wait_until = match options.idle_flush {
-                    Some(idle) if pipe.stream.held_back() > 0 => {
-                        (Instant::now() + idle).min(deadline)
-                    }
-                    _ => deadline,
-                };
-                match timeout_at(wait_until, body.frame()).await {
-                    Ok(frame) => break frame,
-                    Err(_) if wait_until < deadline => {
-                        pipe.idle(&mut out)?;
-                        report.add_findings(pipe.stream.take_findings());
-                        if !out.is_empty() && send(&tx, std::mem::take(&mut out)).await.is_err() {
-                            return Ok(());
+            let frame = if let Some(frame) = first.take() {
+                Some(Ok(frame))
+            } else {
+                loop {
+                    let wait_until = match options.idle_flush {
+                        Some(idle) if pipe.stream.held_back() > 0 => {
+                            (Instant::now() + idle).min(deadline)
                         }
+                        _ => deadline,
+                    };
+                    match timeout_at(wait_until, body.frame()).await {
+                        Ok(frame) => break frame,
+                        Err(_) if wait_until < deadline => {
+                            pipe.idle(&mut out)?;
+                            report.add_findings(pipe.stream.take_findings());
+                            if !out.is_empty() && send(&tx, std::mem::take(&mut out)).await.is_err()
+                            {
+                                return Ok(());
+                            }
+                        }
+                        Err(_) => return Err(ProxyError::ClientTimeout),
                     }
-                    Err(_) => return Err(ProxyError::ClientTimeout),
                 }
             };
             report.touch();
