@@ -128,7 +128,7 @@ pub struct ScanArgs {
     pub summary: bool,
 }
 
-/// Where `tail` starts in a file it has no checkpoint for.
+/// Start position in a file that has no checkpoint.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StartFrom {
     /// The first byte.
@@ -153,7 +153,7 @@ pub struct TailArgs {
     /// write of output.
     #[arg(long, value_name = "PATH")]
     pub checkpoint: Option<PathBuf>,
-    /// Where to start in a file without a checkpoint.
+    /// Start position in a file without a checkpoint.
     #[arg(long, value_enum, default_value = "beginning")]
     pub from: StartFrom,
     /// How often files and globs are checked for new data, rotation and new

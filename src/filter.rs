@@ -239,7 +239,7 @@ pub(crate) fn set_pipe_size(fd: BorrowedFd<'_>) {
     }
 }
 
-/// Whether reads from `file` can block for a long time (pipe, FIFO,
+/// Returns whether reads from `file` can block for a long time (pipe, FIFO,
 /// socket, terminal), so that the idle deadline applies.
 fn can_idle(file: &File) -> bool {
     match file.metadata() {

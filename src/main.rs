@@ -144,23 +144,46 @@ fn runtime_error(error: anyhow::Error) -> Failure {
     runtime(error)
 }
 
-/// Builds the reloader when a config file is in use; `overrides` re-applies
-/// command-line flags to each reloaded config.
-fn reloader(
-    path: Option<&Path>,
-    config: &Config,
-    overrides: Box<dyn Fn(&mut Config) + Send + Sync>,
-    shared: &SharedRedactor,
-    telemetry: &Telemetry,
-) -> Option<Reloader> {
-    let path = path?;
-    Some(Reloader::new(
-        path.to_path_buf(),
-        config,
-        overrides,
-        Arc::clone(shared),
-        telemetry.metrics.clone(),
-    ))
+/// What every long-running mode sets up from its config: the shared
+/// redactor, telemetry, readiness and, with a config file, the reloader.
+struct Service {
+    shared: SharedRedactor,
+    telemetry: Telemetry,
+    readiness: Readiness,
+    reloader: Option<Reloader>,
+}
+
+impl Service {
+    /// Compiles the rules and prepares telemetry for `mode`. `overrides`
+    /// re-applies command-line flags to each reloaded config.
+    fn start(
+        config: &Config,
+        path: Option<&Path>,
+        mode: Mode,
+        overrides: Box<dyn Fn(&mut Config) + Send + Sync>,
+    ) -> Result<Service, Failure> {
+        let redactor = config.build_redactor().map_err(usage)?;
+        let shared: SharedRedactor = Arc::new(arc_swap::ArcSwap::from_pointee(redactor));
+        let telemetry = Telemetry::new(mode, config.admin.max_leak_ids);
+        telemetry
+            .metrics
+            .init_rules(mode, shared.load().rules().rule_names());
+        let reloader = path.map(|path| {
+            Reloader::new(
+                path.to_path_buf(),
+                config,
+                overrides,
+                Arc::clone(&shared),
+                telemetry.metrics.clone(),
+            )
+        });
+        Ok(Service {
+            shared,
+            telemetry,
+            readiness: Readiness::default(),
+            reloader,
+        })
+    }
 }
 
 fn run_filter(args: FilterArgs, log_format: Option<LogFormat>) -> Result<u8, Failure> {
@@ -179,20 +202,17 @@ fn run_filter(args: FilterArgs, log_format: Option<LogFormat>) -> Result<u8, Fai
         config.admin.addr = Some(addr);
     }
     init_logging(&config.log, log_format);
-    let redactor = config.build_redactor().map_err(usage)?;
-    let shared: SharedRedactor = Arc::new(arc_swap::ArcSwap::from_pointee(redactor));
-    let telemetry = Telemetry::new(Mode::Filter, config.admin.max_leak_ids);
-    telemetry
-        .metrics
-        .init_rules(Mode::Filter, shared.load().rules().rule_names());
-    let readiness = Readiness::default();
-    let reloader = reloader(
-        args.common.config.as_deref(),
+    let Service {
+        shared,
+        telemetry,
+        readiness,
+        reloader,
+    } = Service::start(
         &config,
+        args.common.config.as_deref(),
+        Mode::Filter,
         Box::new(overrides),
-        &shared,
-        &telemetry,
-    );
+    )?;
     start_background(config.admin.addr, &telemetry, &readiness, reloader)?;
     readiness.set(true);
     telemetry
@@ -301,20 +321,17 @@ fn run_proxy(args: ProxyArgs, log_format: Option<LogFormat>) -> Result<u8, Failu
     if args.no_redaction {
         tracing::warn!("--no-redaction: requests are forwarded uninspected");
     }
-    let redactor = config.build_redactor().map_err(usage)?;
-    let shared: SharedRedactor = Arc::new(arc_swap::ArcSwap::from_pointee(redactor));
-    let telemetry = Telemetry::new(Mode::Proxy, config.admin.max_leak_ids);
-    telemetry
-        .metrics
-        .init_rules(Mode::Proxy, shared.load().rules().rule_names());
-    let readiness = Readiness::default();
-    let reloader = reloader(
-        args.common.config.as_deref(),
+    let Service {
+        shared,
+        telemetry,
+        readiness,
+        reloader,
+    } = Service::start(
         &config,
+        args.common.config.as_deref(),
+        Mode::Proxy,
         Box::new(overrides),
-        &shared,
-        &telemetry,
-    );
+    )?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -370,20 +387,17 @@ fn run_tail(args: TailArgs, log_format: Option<LogFormat>) -> Result<u8, Failure
         config.admin.addr = Some(addr);
     }
     init_logging(&config.log, log_format);
-    let redactor = config.build_redactor().map_err(usage)?;
-    let shared: SharedRedactor = Arc::new(arc_swap::ArcSwap::from_pointee(redactor));
-    let telemetry = Telemetry::new(Mode::Tail, config.admin.max_leak_ids);
-    telemetry
-        .metrics
-        .init_rules(Mode::Tail, shared.load().rules().rule_names());
-    let readiness = Readiness::default();
-    let reloader = reloader(
-        args.common.config.as_deref(),
+    let Service {
+        shared,
+        telemetry,
+        readiness,
+        reloader,
+    } = Service::start(
         &config,
+        args.common.config.as_deref(),
+        Mode::Tail,
         Box::new(overrides),
-        &shared,
-        &telemetry,
-    );
+    )?;
     start_background(config.admin.addr, &telemetry, &readiness, reloader)?;
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));

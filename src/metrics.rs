@@ -308,7 +308,7 @@ impl Metrics {
 /// Shortest time between two warnings for the same token identifier.
 pub const LEAK_WARN_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Where findings go: metrics, the leak inventory, and the log.
+/// Destination of findings: metrics, the leak inventory, and the log.
 #[derive(Debug, Clone)]
 pub struct Telemetry {
     /// The metrics.
@@ -330,7 +330,7 @@ impl Telemetry {
         }
     }
 
-    /// The mode label.
+    /// Returns the mode label.
     pub fn mode(&self) -> Mode {
         self.mode
     }

@@ -143,12 +143,12 @@ impl Inventory {
         self.ids.len()
     }
 
-    /// Whether no identifier is kept.
+    /// Returns whether no identifier is kept.
     pub fn is_empty(&self) -> bool {
         self.ids.is_empty()
     }
 
-    /// The inventory as JSON: totals by rule and encoding, and one object
+    /// Renders the inventory as JSON: totals by rule and encoding, and one object
     /// per identifier, most counted first.
     pub fn to_json(&self) -> Value {
         let mut leaks: Vec<(&Arc<str>, &Entry)> = self.ids.iter().collect();

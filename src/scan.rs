@@ -14,7 +14,7 @@ use serde_json::json;
 use crate::report::Inventory;
 use crate::{Finding, Policy, Redactor};
 
-/// What a scan found.
+/// Outcome of a scan.
 #[derive(Debug, Default)]
 pub struct ScanReport {
     /// Findings in all files.
@@ -33,7 +33,7 @@ pub struct ScanReport {
 ///
 /// Only a failure to write to `out`.
 pub fn run(redactor: &Redactor, inputs: &[PathBuf], out: &mut dyn Write) -> io::Result<ScanReport> {
-    // Findings name the token identifier whatever the masking policy says.
+    // Findings name the token identifier whatever the masking policy.
     let redactor = redactor.with_policy(Policy::KeepId);
     let mut report = ScanReport::default();
     let stdin_only = [PathBuf::from("-")];

@@ -724,7 +724,7 @@ fn watch_dirs(patterns: &[String], wake: mpsc::Sender<()>) -> Option<notify::Rec
     Some(watcher)
 }
 
-/// The longest leading directory of a pattern without glob characters.
+/// Returns the longest leading directory of a pattern without glob characters.
 fn glob_dir(pattern: &str) -> PathBuf {
     let path = Path::new(pattern);
     let mut dir = PathBuf::new();

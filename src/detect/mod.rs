@@ -5,7 +5,7 @@
 //! prefilters (aho-corasick, which uses its SIMD searcher for these
 //! patterns) and checks each candidate by hand-written code, so bytes that
 //! hold no candidate cost about one pass of the prefilter. Nothing here
-//! does I/O or knows about streams; the engine in [`crate::redact`] calls
+//! does I/O or depends on streams; the engine in [`crate::redact`] calls
 //! [`Rules::next_candidate`] and [`Rules::check`] on the bytes it holds.
 
 pub mod base64;
@@ -71,7 +71,7 @@ impl std::fmt::Display for Encoding {
     }
 }
 
-/// What a candidate literal of the built-in searcher stands for.
+/// Meaning of a candidate literal of the built-in searcher.
 #[derive(Debug, Clone)]
 enum BuiltinKind {
     Plain,
@@ -107,7 +107,7 @@ pub struct Candidate {
 pub struct Hit {
     /// Index of the rule in [`Rules::rule_names`].
     pub rule: usize,
-    /// How the secret was written.
+    /// Encoding of the secret.
     pub encoding: Encoding,
     /// Haystack bytes the hit rewrites.
     pub span: Range<usize>,
@@ -181,7 +181,7 @@ pub enum RuleError {
     /// Two rules share a name.
     #[error("rule name {0:?} is used twice; give each rule its own name")]
     DuplicateName(String),
-    /// A rule name is empty or holds characters unfit for a metric label.
+    /// A rule name is empty or contains characters unfit for a metric label.
     #[error("rule name {0:?} is invalid; use letters, digits, '-', '_', '.' or ':'")]
     InvalidName(String),
     /// A literal is empty or too long.
@@ -409,7 +409,7 @@ impl Rules {
         RulesBuilder::default()
     }
 
-    /// The built-in rules only, with default options.
+    /// Returns the built-in rules only, with default options.
     pub fn builtin() -> Rules {
         RulesBuilder::default()
             .build()
@@ -421,7 +421,7 @@ impl Rules {
         &self.inner.names
     }
 
-    /// The searchers this rule set runs.
+    /// Returns the searchers this rule set runs.
     pub fn searchers(&self) -> impl Iterator<Item = Searcher> + '_ {
         let literals = self.inner.literals.is_some().then_some(Searcher::Literals);
         std::iter::once(Searcher::Builtin)
@@ -436,7 +436,7 @@ impl Rules {
         self.inner.window
     }
 
-    /// The literal form with index `i`, for a [`HitBody::Form`].
+    /// Returns the literal form with index `i`, for a [`HitBody::Form`].
     pub fn form(&self, i: usize) -> &literal::Form {
         &self.inner.forms[i]
     }

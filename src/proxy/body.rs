@@ -215,7 +215,7 @@ impl BodyReport {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The error that ended the body, if any.
+    /// Returns the error that ended the body, if any.
     pub fn error(&self) -> Option<ProxyError> {
         self.lock().error.clone()
     }
@@ -371,7 +371,7 @@ async fn pump<B>(
             }
             report.add_findings(pipe.stream.take_findings());
             if !out.is_empty() && send(&tx, std::mem::take(&mut out)).await.is_err() {
-                // The receiver is gone: the request was answered or dropped.
+                // The receiver is gone: the request got its response or was dropped.
                 return Ok(());
             }
             report.touch();

@@ -1,4 +1,4 @@
-//! Every error the proxy answers itself, with its status code, in one
+//! Every error the proxy responds to itself, with its status code, in one
 //! place. Bodies are short JSON objects that name the problem and never
 //! contain request data.
 
@@ -8,7 +8,7 @@ use http_body_util::{BodyExt, Full};
 
 use super::ProxyBody;
 
-/// Why the proxy answered a request itself instead of forwarding the
+/// Reason the proxy responded to a request itself instead of forwarding the
 /// upstream's response.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -44,7 +44,7 @@ pub enum ProxyError {
     UninspectableResponse,
 }
 
-/// Which size limit a body exceeded.
+/// Size limit that a body exceeded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyLimit {
     /// Bytes as sent (`proxy.max_body_bytes`).
@@ -71,7 +71,7 @@ impl ProxyError {
         "uninspectable_response",
     ];
 
-    /// Status code of the answer.
+    /// Returns the status code of the response.
     pub fn status(&self) -> StatusCode {
         match self {
             ProxyError::UpstreamUnreachable | ProxyError::UninspectableResponse => {
@@ -106,11 +106,11 @@ impl ProxyError {
         }
     }
 
-    /// What the client can do about it.
+    /// Returns what the client can do about it.
     fn hint(&self) -> &'static str {
         match self {
             ProxyError::UpstreamUnreachable => "the log sink could not be reached; retry later",
-            ProxyError::UpstreamTimeout => "the log sink did not answer in time; retry later",
+            ProxyError::UpstreamTimeout => "the log sink did not respond in time; retry later",
             ProxyError::BodyTooLarge(_) => "send smaller batches",
             ProxyError::UnsupportedEncoding => {
                 "use Content-Encoding gzip, deflate, zstd, br or identity"
@@ -123,7 +123,7 @@ impl ProxyError {
         }
     }
 
-    /// The response sent to the client.
+    /// Builds the response sent to the client.
     pub fn to_response(&self, request_id: &str) -> Response<ProxyBody> {
         let body = serde_json::json!({
             "error": self.kind(),

@@ -132,7 +132,7 @@ pub enum CredentialError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The file is empty or holds bytes not allowed in a header.
+    /// The file is empty or contains bytes not allowed in a header.
     #[error("the upstream token file {path} is empty or holds characters not allowed in an HTTP header; it must hold the token on one line")]
     Invalid {
         /// File path.
@@ -164,7 +164,7 @@ impl Credential {
         })
     }
 
-    /// The `Authorization` value to send.
+    /// Returns the `Authorization` value to send.
     pub fn value(&self) -> HeaderValue {
         self.current
             .read()

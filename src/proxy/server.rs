@@ -596,7 +596,7 @@ fn coding_of(headers: &http::HeaderMap) -> Result<ContentCoding, ()> {
     }
 }
 
-/// The body's length when it passes through at the same length: identity
+/// Returns the body's length when it passes through at the same length: identity
 /// coding under a length-keeping policy with a Content-Length.
 fn keeps_length(
     redactor: &Redactor,

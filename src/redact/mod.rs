@@ -1,6 +1,6 @@
 //! The streaming redaction engine.
 //!
-//! A [`Redactor`] holds the compiled rules and the masking policy; it is
+//! A [`Redactor`] contains the compiled rules and the masking policy; it is
 //! built once and shared (cloning is cheap). Each byte stream gets a
 //! [`Stream`], which takes input in chunks of any size and produces output
 //! that does not depend on how the input was cut. See [`Stream`] for the
@@ -19,13 +19,13 @@ pub use stream::{Stream, DEFAULT_CAPACITY};
 
 use crate::detect::{BuiltinOptions, Encoding, RuleError, Rules, RulesBuilder};
 
-/// A secret that was masked. It never holds secret bytes: only the rule,
+/// A secret that was masked. It never contains secret bytes: only the rule,
 /// where the secret was, and the public token identifier.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Finding {
     /// Name of the rule that matched.
     pub rule: Arc<str>,
-    /// How the secret was written.
+    /// Encoding of the secret.
     pub encoding: Encoding,
     /// Byte offset of the first rewritten byte in the input stream.
     pub offset: u64,
@@ -122,12 +122,12 @@ impl Redactor {
         }
     }
 
-    /// The compiled rules.
+    /// Returns the compiled rules.
     pub fn rules(&self) -> &Rules {
         &self.rules
     }
 
-    /// The masking policy.
+    /// Returns the masking policy.
     pub fn policy(&self) -> &Policy {
         &self.policy
     }

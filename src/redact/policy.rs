@@ -10,7 +10,7 @@ use crate::detect::{base64, Encoding, Hit, HitBody, PlainToken, Rules};
 /// Byte that replaces each masked byte.
 pub const MASK: u8 = b'*';
 
-/// How a found secret is replaced.
+/// Replacement of a found secret.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Policy {
     /// Mask the secret part, keep the token identifier. Length is kept.
@@ -26,12 +26,12 @@ pub enum Policy {
 }
 
 impl Policy {
-    /// Whether output has the length of the input.
+    /// Returns whether output has the length of the input.
     pub fn keeps_length(&self) -> bool {
         !matches!(self, Policy::Placeholder)
     }
 
-    /// The policy's name in the config and on the command line.
+    /// Returns the policy's name in the config and on the command line.
     pub fn name(&self) -> &'static str {
         match self {
             Policy::KeepId => "keep-id",
@@ -41,7 +41,7 @@ impl Policy {
         }
     }
 
-    /// Whether findings may carry the token identifier: only when the
+    /// Returns whether findings may carry the token identifier: only when the
     /// output shows it too.
     pub fn reveals_id(&self) -> bool {
         matches!(self, Policy::KeepId | Policy::Fingerprint(_))

@@ -26,7 +26,7 @@ pub const DEFAULT_CAPACITY: usize = 256 * 1024;
 ///
 /// # Memory usage
 ///
-/// The buffer holds one read of input plus what is held back: bytes that
+/// The buffer contains one read of input plus what is held back: bytes that
 /// an undecided candidate may still need (at most the rules' window, a few
 /// hundred bytes for the built-in rules) and up to [`LOOKBEHIND`] bytes
 /// before them. Output not yet consumed stays in the buffer too, so a
@@ -101,7 +101,7 @@ impl Stream {
         }
     }
 
-    /// The redactor this stream uses.
+    /// Returns the redactor this stream uses.
     pub fn redactor(&self) -> &Redactor {
         &self.redactor
     }
@@ -128,7 +128,7 @@ impl Stream {
         self.end() - self.ready_end
     }
 
-    /// Whether findings are waiting in [`Stream::take_findings`].
+    /// Returns whether findings are waiting in [`Stream::take_findings`].
     pub fn has_findings(&self) -> bool {
         !self.findings.is_empty()
     }
