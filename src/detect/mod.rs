@@ -429,6 +429,16 @@ impl Rules {
             .chain((0..self.inner.regexes.len()).map(Searcher::Regex))
     }
 
+    /// Returns whether there are user regex rules.
+    pub fn has_regexes(&self) -> bool {
+        !self.inner.regexes.is_empty()
+    }
+
+    /// Returns whether `other` is these compiled rules, not a copy.
+    pub fn is_same(&self, other: &Rules) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+
     /// Bytes a check may read from its candidate's position, lookahead
     /// included. A stream never holds back more than this plus
     /// [`LOOKBEHIND`] while it waits for a candidate to be decided.

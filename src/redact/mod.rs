@@ -159,6 +159,37 @@ impl Redactor {
             .any(|s| self.rules.next_candidate(s, input, 0).is_some())
     }
 
+    /// Returns whether any of `inputs`, each taken on its own, may hold a
+    /// candidate. It never misses one that [`Redactor::has_candidate`]
+    /// would find; it may report one that none holds (a literal across two
+    /// inputs), so callers check each input after it says yes.
+    ///
+    /// Checking many short inputs (header values) this way costs one
+    /// search instead of one per input.
+    pub fn has_candidate_in_any<'a, I>(&self, inputs: I) -> bool
+    where
+        I: IntoIterator<Item = &'a [u8]>,
+    {
+        // Regex rules may be anchored, so they see each input alone.
+        if self.rules.has_regexes() {
+            return inputs.into_iter().any(|input| self.has_candidate(input));
+        }
+        // Literals found in the inputs are found in their concatenation.
+        let mut joined = Vec::with_capacity(512);
+        for input in inputs {
+            joined.extend_from_slice(input);
+            joined.push(b'\n');
+        }
+        self.has_candidate(&joined)
+    }
+
+    /// Returns whether `other` uses the same compiled rules (not an equal
+    /// copy) and an equal policy, so that output made with one is the
+    /// output of the other.
+    pub fn is_same(&self, other: &Redactor) -> bool {
+        self.rules.is_same(&other.rules) && self.policy == other.policy
+    }
+
     /// Redacts a whole input at once and returns the output and findings.
     pub fn redact_all(&self, input: &[u8]) -> (Vec<u8>, Vec<Finding>) {
         // Most header values and short inputs hold no candidate: skip the

@@ -156,11 +156,14 @@ fn fill(policy: &Policy, bytes: &mut [u8], canonical: &[u8], ranges: &[std::ops:
         Policy::Fingerprint(key) if total >= 4 => key.digest_text(canonical),
         _ => Vec::new(),
     };
-    let mut source = text.into_iter().chain(std::iter::repeat(MASK));
+    // The fingerprint text first, then mask bytes.
+    let mut text = text.as_slice();
     for r in ranges {
-        for b in &mut bytes[r.clone()] {
-            *b = source.next().unwrap_or(MASK);
-        }
+        let dst = &mut bytes[r.clone()];
+        let n = text.len().min(dst.len());
+        dst[..n].copy_from_slice(&text[..n]);
+        dst[n..].fill(MASK);
+        text = &text[n..];
     }
 }
 
@@ -203,8 +206,17 @@ pub(crate) fn token_id(policy: &Policy, hay: &[u8], hit: &Hit) -> Option<String>
     let prefix = &bytes[token.span.start..token.span.start + 6];
     let public = &bytes[token.public.clone()];
     let mut id = String::with_capacity(7 + public.len());
-    id.push_str(&String::from_utf8_lossy(prefix));
+    push_text(&mut id, prefix);
     id.push('.');
-    id.push_str(&String::from_utf8_lossy(public));
+    push_text(&mut id, public);
     Some(id)
+}
+
+/// Appends `bytes` as text; the grammar admits only ASCII in a token, so
+/// the lossy conversion is a fallback that never runs.
+fn push_text(out: &mut String, bytes: &[u8]) {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => out.push_str(text),
+        Err(_) => out.push_str(&String::from_utf8_lossy(bytes)),
+    }
 }

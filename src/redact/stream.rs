@@ -101,6 +101,29 @@ impl Stream {
         }
     }
 
+    /// Makes the stream new again for another input, keeping its buffers,
+    /// so that a caller redacting many small inputs allocates once.
+    /// Everything after a reset is as on a new stream of the same redactor
+    /// and capacity: only `buf[..filled]` is ever read, so the old bytes
+    /// left in the buffer are never seen again.
+    pub fn reset(&mut self) {
+        self.filled = 0;
+        self.base = 0;
+        for scan in &mut self.scans {
+            scan.1 = 0;
+        }
+        self.ready_start = 0;
+        self.ready_end = 0;
+        self.out.clear();
+        self.out_pos = 0;
+        self.pending.clear();
+        self.skip_until = 0;
+        self.findings.clear();
+        self.finished = false;
+        self.bytes_in = 0;
+        self.bytes_out = 0;
+    }
+
     /// Returns the redactor this stream uses.
     pub fn redactor(&self) -> &Redactor {
         &self.redactor
@@ -268,7 +291,9 @@ impl Stream {
     /// Decides candidates, records findings and masks, and moves the
     /// output frontier.
     fn process(&mut self, eof: bool) {
-        let rules = self.redactor.rules().clone();
+        // Borrowed, not cloned: a clone of the shared rules is an atomic
+        // update of a count that every thread redacting with them writes.
+        let rules = self.redactor.rules();
         let hay_end = self.filled;
         for k in 0..self.scans.len() {
             let (searcher, scan) = self.scans[k];
@@ -286,7 +311,14 @@ impl Stream {
                 };
                 match rules.check(searcher, hay, c, eof) {
                     Check::Found(hit) => {
-                        self.record(&hit, hay_end);
+                        record(
+                            &self.redactor,
+                            &hay[..hay_end],
+                            self.base,
+                            &hit,
+                            &mut self.findings,
+                            &mut self.pending,
+                        );
                         // Built-in candidates may overlap (a token glued to
                         // the end of another is found at its own `dt0`).
                         // User matches do not, so that one secret gives one
@@ -320,46 +352,6 @@ impl Stream {
         };
         if frontier > self.ready_end {
             self.emit(frontier);
-        }
-    }
-
-    /// Records a finding and the replacement for a decided hit.
-    fn record(&mut self, hit: &crate::detect::Hit, hay_end: usize) {
-        let hay = &self.buf[..hay_end];
-        let policy = self.redactor.policy();
-        let rules = self.redactor.rules();
-        let start = self.base + hit.span.start as u64;
-        self.findings.push(Finding {
-            rule: rules.rule_names()[hit.rule].clone(),
-            encoding: hit.encoding,
-            offset: start,
-            len: hit.span.len() as u64,
-            token_id: policy::token_id(policy, hay, hit),
-        });
-        let bytes = policy::render(policy, rules, hay, hit);
-        if policy.keeps_length() {
-            // Keep only the runs that change, so that bytes one hit leaves
-            // visible never undo another hit's mask.
-            let original = &hay[hit.span.clone()];
-            for run in changed_runs(original, &bytes) {
-                insert_sorted(
-                    &mut self.pending,
-                    Replacement {
-                        start: start + run.start as u64,
-                        end: start + run.end as u64,
-                        bytes: bytes[run].to_vec(),
-                    },
-                );
-            }
-        } else {
-            insert_sorted(
-                &mut self.pending,
-                Replacement {
-                    start,
-                    end: self.base + hit.span.end as u64,
-                    bytes,
-                },
-            );
         }
     }
 
@@ -553,6 +545,53 @@ fn overlay(dst: &mut [u8], dst_at: u64, at: u64, bytes: &[u8]) {
 }
 
 /// Inserts a replacement, keeping the list sorted by start.
+/// Records a finding and the replacement for a decided hit in `hay`, the
+/// stream's buffer, which starts at stream offset `base`.
+fn record(
+    redactor: &Redactor,
+    hay: &[u8],
+    base: u64,
+    hit: &crate::detect::Hit,
+    findings: &mut Vec<Finding>,
+    pending: &mut Vec<Replacement>,
+) {
+    let policy = redactor.policy();
+    let rules = redactor.rules();
+    let start = base + hit.span.start as u64;
+    findings.push(Finding {
+        rule: rules.rule_names()[hit.rule].clone(),
+        encoding: hit.encoding,
+        offset: start,
+        len: hit.span.len() as u64,
+        token_id: policy::token_id(policy, hay, hit),
+    });
+    let bytes = policy::render(policy, rules, hay, hit);
+    if policy.keeps_length() {
+        // Keep only the runs that change, so that bytes one hit leaves
+        // visible never undo another hit's mask.
+        let original = &hay[hit.span.clone()];
+        for run in changed_runs(original, &bytes) {
+            insert_sorted(
+                pending,
+                Replacement {
+                    start: start + run.start as u64,
+                    end: start + run.end as u64,
+                    bytes: bytes[run].to_vec(),
+                },
+            );
+        }
+    } else {
+        insert_sorted(
+            pending,
+            Replacement {
+                start,
+                end: base + hit.span.end as u64,
+                bytes,
+            },
+        );
+    }
+}
+
 fn insert_sorted(pending: &mut Vec<Replacement>, r: Replacement) {
     let at = pending.partition_point(|p| p.start <= r.start);
     pending.insert(at, r);
@@ -560,18 +599,83 @@ fn insert_sorted(pending: &mut Vec<Replacement>, r: Replacement) {
 
 /// Returns the maximal runs where `b` differs from `a` (equal lengths).
 fn changed_runs<'a>(a: &'a [u8], b: &'a [u8]) -> impl Iterator<Item = Range<usize>> + 'a {
+    debug_assert_eq!(a.len(), b.len());
     let mut i = 0;
     std::iter::from_fn(move || {
-        while i < a.len() && a[i] == b[i] {
-            i += 1;
-        }
+        i += same_kind_len(&a[i..], &b[i..], true);
         if i == a.len() {
             return None;
         }
         let start = i;
-        while i < a.len() && a[i] != b[i] {
-            i += 1;
-        }
+        i += same_kind_len(&a[i..], &b[i..], false);
         Some(start..i)
     })
+}
+
+/// Length of the prefix where each byte of `a` equals (`equal`) or differs
+/// from (`!equal`) the byte of `b` at the same index. Compares eight bytes
+/// at a time: a token's visible and masked runs are tens of bytes long.
+fn same_kind_len(a: &[u8], b: &[u8], equal: bool) -> usize {
+    const LOW: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    let mut i = 0;
+    while let (Some(x), Some(y)) = (a.get(i..i + 8), b.get(i..i + 8)) {
+        let diff = u64::from_ne_bytes(x.try_into().expect("8 bytes"))
+            ^ u64::from_ne_bytes(y.try_into().expect("8 bytes"));
+        // A zero byte in `diff` is a byte that is equal.
+        let any_equal = diff.wrapping_sub(LOW) & !diff & HIGH != 0;
+        let all_same_kind = if equal { diff == 0 } else { !any_equal };
+        if !all_same_kind {
+            break;
+        }
+        i += 8;
+    }
+    while i < a.len() && (a[i] == b[i]) == equal {
+        i += 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::changed_runs;
+
+    /// The runs a byte-by-byte comparison gives.
+    fn naive_runs(a: &[u8], b: &[u8]) -> Vec<std::ops::Range<usize>> {
+        let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
+        for i in 0..a.len() {
+            if a[i] == b[i] {
+                continue;
+            }
+            match runs.last_mut() {
+                Some(run) if run.end == i => run.end = i + 1,
+                _ => runs.push(i..i + 1),
+            }
+        }
+        runs
+    }
+
+    #[test]
+    fn changed_runs_match_bytewise_comparison() {
+        // Every pattern of changed bytes over 20 bytes would be 2^20 cases;
+        // walk runs of every start and length instead, and pairs of them,
+        // across the 8-byte word boundaries.
+        let a: Vec<u8> = (0..40u8).map(|i| b'A' + i % 26).collect();
+        for start in 0..a.len() {
+            for len in 0..=a.len() - start {
+                for gap in [0, 1, 7, 8, 9] {
+                    let mut b = a.clone();
+                    for x in &mut b[start..start + len] {
+                        *x = b'*';
+                    }
+                    let second = start + len + gap;
+                    if second < b.len() {
+                        b[second..].iter_mut().take(3).for_each(|x| *x = b'#');
+                    }
+                    let got: Vec<_> = changed_runs(&a, &b).collect();
+                    assert_eq!(got, naive_runs(&a, &b), "start {start} len {len} gap {gap}");
+                }
+            }
+        }
+    }
 }

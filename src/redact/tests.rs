@@ -668,3 +668,87 @@ fn idle_flush_hides_known_secret_prefix() {
         }
     }
 }
+
+#[test]
+fn reset_stream_matches_new_stream() {
+    for policy in all_policies() {
+        let r = redactor_with_user_rules(policy.clone());
+        let (first, _) = mixed_input(3);
+        let (second, _) = mixed_input(4);
+        let (fresh, fresh_findings) = redact_chunked(&r, &second, 7);
+        // A stream that took a longer input, held back an undecided
+        // candidate at its end and was reset mid-way, then took `second`.
+        let mut stream = r.stream_with_capacity(7);
+        let mut out = Vec::new();
+        stream.push(&first, &mut out);
+        stream.push(b"dt0c01.ABCDEFGHIJKLMNOPQRSTUVWX.", &mut out);
+        assert!(
+            stream.held_back() > 0,
+            "{}: nothing held back",
+            policy.name()
+        );
+        stream.reset();
+        assert_eq!((stream.bytes_in(), stream.held_back()), (0, 0));
+        assert!(!stream.has_findings());
+        let mut out = Vec::new();
+        for chunk in second.chunks(7) {
+            stream.push(chunk, &mut out);
+        }
+        stream.finish(&mut out);
+        assert!(
+            out == fresh,
+            "{}: output differs after reset",
+            policy.name()
+        );
+        assert_eq!(
+            sorted(stream.take_findings()),
+            sorted(fresh_findings),
+            "{}: findings differ after reset",
+            policy.name()
+        );
+        // A finished stream can be reset and used again too.
+        stream.reset();
+        let mut again = Vec::new();
+        stream.push(&second, &mut again);
+        stream.finish(&mut again);
+        assert!(
+            again == fresh,
+            "{}: output differs after finish and reset",
+            policy.name()
+        );
+    }
+}
+
+#[test]
+fn has_candidate_in_any_never_misses_one() {
+    let (input, _) = mixed_input(5);
+    let builtin = redactor(Policy::KeepId);
+    let user = redactor_with_user_rules(Policy::KeepId);
+    let anchored = Redactor::builder()
+        .regex("anchored", "^secret-[0-9]{4}$", None)
+        .build()
+        .unwrap();
+    let clean: [&[u8]; 3] = [b"application/json", b"1024", b"curl/8.5.0"];
+    for r in [&builtin, &user, &anchored] {
+        assert!(!r.has_candidate_in_any(clean), "clean values");
+        assert!(!r.has_candidate_in_any(std::iter::empty()), "no values");
+        // Every line of the mixed input, alone and among clean values.
+        for line in input.split(|&b| b == b'\n') {
+            let values = [clean[0], line, clean[1]];
+            if r.has_candidate(line) {
+                assert!(r.has_candidate_in_any(values), "{line:?}");
+            }
+        }
+    }
+    // An anchored regex sees each value from its own start.
+    assert!(anchored.has_candidate_in_any([&b"text/plain"[..], b"secret-1234"]));
+    assert!(builtin.has_candidate_in_any([&b"x"[..], b"Api-Token dt0c01.X"]));
+}
+
+#[test]
+fn is_same_tells_clones_from_rebuilds() {
+    let r = redactor(Policy::KeepId);
+    assert!(r.is_same(&r.clone()));
+    assert!(!r.is_same(&r.with_policy(Policy::Full)));
+    assert!(!r.is_same(&redactor(Policy::KeepId)));
+}
