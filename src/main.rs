@@ -16,6 +16,12 @@ use dtredact::metrics::{Mode, Telemetry};
 use dtredact::reload::{Reloader, SharedRedactor};
 use dtredact::{filter, proxy, scan, tail};
 
+/// mimalloc instead of the system allocator: the proxy allocates buffers on
+/// one worker thread and often frees them on another, which glibc's
+/// allocator serializes on its arena locks.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Exit code when a leak was found (`scan`, `filter --fail-on-leak`).
 const EXIT_LEAK: u8 = 1;
 /// Exit code for I/O and other runtime errors.
