@@ -96,11 +96,7 @@ fn respond(
         "/readyz" if ready.get() => text(StatusCode::OK, "ready\n"),
         "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         "/leaks" => {
-            let json = telemetry
-                .inventory
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .to_json();
+            let json = telemetry.with_inventory(|inventory| inventory.to_json());
             let mut response = text(StatusCode::OK, &format!("{json}\n"));
             response.headers_mut().insert(
                 header::CONTENT_TYPE,

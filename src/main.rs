@@ -235,11 +235,7 @@ fn run_filter(args: FilterArgs, log_format: Option<LogFormat>) -> Result<u8, Fai
     };
     let report = filter::run(&shared, &options, Some(&telemetry)).map_err(runtime)?;
     if args.summary {
-        let mut summary = telemetry
-            .inventory
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .to_json();
+        let mut summary = telemetry.with_inventory(|inventory| inventory.to_json());
         summary["bytes_in"] = report.bytes_in.into();
         summary["bytes_out"] = report.bytes_out.into();
         summary["interrupted"] = report.interrupted.into();

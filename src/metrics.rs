@@ -313,10 +313,30 @@ pub const LEAK_WARN_INTERVAL: Duration = Duration::from_secs(60);
 pub struct Telemetry {
     /// The metrics.
     pub metrics: Metrics,
-    /// The leak inventory, shared with `/leaks`.
-    pub inventory: Arc<Mutex<Inventory>>,
     mode: Mode,
-    warned: Arc<Mutex<WarnLimiter>>,
+    /// Everything a finding updates besides the metrics, behind one lock,
+    /// so that a batch of findings takes one lock however many it holds.
+    ledger: Arc<Mutex<Ledger>>,
+}
+
+#[derive(Debug)]
+struct Ledger {
+    inventory: Inventory,
+    warned: WarnLimiter,
+    /// `dtredact_findings_total` series looked up so far, by rule and
+    /// encoding: a lookup by label values hashes the strings and takes the
+    /// metric's own lock.
+    series: Vec<(Arc<str>, Encoding, IntCounter)>,
+    /// Last value written to `dtredact_last_leak_timestamp_seconds`.
+    last_leak: u64,
+}
+
+/// A warning decided under the ledger's lock and logged after it.
+struct LeakWarning {
+    token_id: Option<String>,
+    rule: Arc<str>,
+    encoding: Encoding,
+    suppressed: u64,
 }
 
 impl Telemetry {
@@ -324,15 +344,28 @@ impl Telemetry {
     pub fn new(mode: Mode, max_ids: usize) -> Telemetry {
         Telemetry {
             metrics: Metrics::new(),
-            inventory: Arc::new(Mutex::new(Inventory::new(max_ids))),
             mode,
-            warned: Arc::new(Mutex::new(WarnLimiter::new(max_ids))),
+            ledger: Arc::new(Mutex::new(Ledger {
+                inventory: Inventory::new(max_ids),
+                warned: WarnLimiter::new(max_ids),
+                series: Vec::new(),
+                last_leak: 0,
+            })),
         }
     }
 
     /// Returns the mode label.
     pub fn mode(&self) -> Mode {
         self.mode
+    }
+
+    /// Calls `f` with the leak inventory, under its lock.
+    pub fn with_inventory<R>(&self, f: impl FnOnce(&Inventory) -> R) -> R {
+        f(&self.lock().inventory)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Counts findings made in `source` (a file, `stdin`, a route) and logs
@@ -342,58 +375,80 @@ impl Telemetry {
             return;
         }
         let now = SystemTime::now();
-        let mode = self.mode.as_str();
-        // One counter update per rule and encoding, not per finding: the
-        // label lookup hashes its strings.
-        let mut counts: Vec<(&str, Encoding, u64)> = Vec::new();
-        for f in findings {
-            match counts
-                .iter_mut()
-                .find(|(rule, enc, _)| *rule == &*f.rule && *enc == f.encoding)
-            {
-                Some(entry) => entry.2 += 1,
-                None => counts.push((&f.rule, f.encoding, 1)),
-            }
-        }
-        for (rule, encoding, n) in counts {
-            self.metrics
-                .findings
-                .with_label_values(&[mode, rule, encoding.as_str()])
-                .inc_by(n);
-        }
-        let mut inventory = self.inventory.lock().unwrap_or_else(|e| e.into_inner());
-        let evicted_before = inventory.evicted();
-        let source: Arc<str> = Arc::from(source);
-        for f in findings {
-            inventory.record_shared(f, &source, now);
-        }
-        let evicted = inventory.evicted() - evicted_before;
-        drop(inventory);
-        if evicted > 0 {
-            self.metrics.leak_ids_evicted.inc_by(evicted);
-        }
+        let instant = Instant::now();
         let secs = now
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        self.metrics
-            .last_leak
-            .set(i64::try_from(secs).unwrap_or(i64::MAX));
-
-        let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+        let source: Arc<str> = Arc::from(source);
+        let mut warnings = Vec::new();
+        let mut guard = self.lock();
+        let ledger = &mut *guard;
+        for f in findings {
+            self.series(&mut ledger.series, &f.rule, f.encoding).inc();
+        }
+        let evicted_before = ledger.inventory.evicted();
+        for f in findings {
+            ledger.inventory.record_shared(f, &source, now);
+        }
+        let evicted = ledger.inventory.evicted() - evicted_before;
+        if evicted > 0 {
+            self.metrics.leak_ids_evicted.inc_by(evicted);
+        }
+        if secs != ledger.last_leak {
+            ledger.last_leak = secs;
+            self.metrics
+                .last_leak
+                .set(i64::try_from(secs).unwrap_or(i64::MAX));
+        }
         for f in findings {
             let key = f.token_id.as_deref().unwrap_or(&f.rule);
-            if let Some(suppressed) = warned.check(key, Instant::now()) {
-                tracing::warn!(
-                    token_id = f.token_id.as_deref().unwrap_or("-"),
-                    rule = &*f.rule,
-                    encoding = f.encoding.as_str(),
-                    source = &*source,
-                    suppressed_repeats = suppressed,
-                    "masked a leaked secret; rotate this token"
-                );
+            if let Some(suppressed) = ledger.warned.check(key, instant) {
+                warnings.push(LeakWarning {
+                    token_id: f.token_id.clone(),
+                    rule: Arc::clone(&f.rule),
+                    encoding: f.encoding,
+                    suppressed,
+                });
             }
         }
+        drop(guard);
+        for w in warnings {
+            tracing::warn!(
+                token_id = w.token_id.as_deref().unwrap_or("-"),
+                rule = &*w.rule,
+                encoding = w.encoding.as_str(),
+                source = &*source,
+                suppressed_repeats = w.suppressed,
+                "masked a leaked secret; rotate this token"
+            );
+        }
+    }
+
+    /// Returns the findings counter of `rule` and `encoding`, looking it up
+    /// by label values only the first time.
+    fn series<'a>(
+        &self,
+        series: &'a mut Vec<(Arc<str>, Encoding, IntCounter)>,
+        rule: &Arc<str>,
+        encoding: Encoding,
+    ) -> &'a IntCounter {
+        let found = series
+            .iter()
+            .position(|(r, e, _)| *e == encoding && (Arc::ptr_eq(r, rule) || **r == **rule));
+        let index = match found {
+            Some(index) => index,
+            None => {
+                let counter = self.metrics.findings.with_label_values(&[
+                    self.mode.as_str(),
+                    rule,
+                    encoding.as_str(),
+                ]);
+                series.push((Arc::clone(rule), encoding, counter));
+                series.len() - 1
+            }
+        };
+        &series[index].2
     }
 
     /// Counts bytes in and out.

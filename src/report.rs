@@ -93,19 +93,24 @@ impl Inventory {
         let Some(id) = &finding.token_id else {
             return;
         };
-        self.seq += 1;
-        let seq = self.seq;
         if let Some(entry) = self.ids.get_mut(id.as_str()) {
-            self.recency.remove(&entry.seq);
-            entry.seq = seq;
+            // The same token leaked again and again is the common case:
+            // when it is the latest seen already, its place stays.
+            if entry.seq != self.seq {
+                self.seq += 1;
+                self.recency.remove(&entry.seq);
+                entry.seq = self.seq;
+                self.recency.insert(self.seq, Arc::clone(&entry.id));
+            }
             entry.count += 1;
             entry.last_seen = now;
             if entry.sources.len() < MAX_SOURCES && !entry.sources.contains(source) {
                 entry.sources.push(Arc::clone(source));
             }
-            self.recency.insert(seq, Arc::clone(&entry.id));
             return;
         }
+        self.seq += 1;
+        let seq = self.seq;
         if self.ids.len() >= self.max_ids {
             if let Some((_, oldest)) = self.recency.pop_first() {
                 self.ids.remove(&oldest);
