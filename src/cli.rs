@@ -111,7 +111,8 @@ pub struct ProxyArgs {
     /// overrides the config file.
     #[arg(long, value_name = "ADDR")]
     pub admin_addr: Option<SocketAddr>,
-    /// Forward everything without inspecting it. Only for measuring what
+    /// Forward bodies, query strings and headers without inspecting them;
+    /// every other step of the proxy still runs. Only for measuring what
     /// redaction costs; never use it in front of a real sink.
     #[arg(long)]
     pub no_redaction: bool,

@@ -1775,3 +1775,88 @@ async fn base_path_head_and_204() {
     })
     .await;
 }
+
+// ---------------------------------------------------------------------
+// Inspection switched off, and bodies without a candidate
+// ---------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clean_body_passes_byte_for_byte() {
+    bounded(async {
+        let upstream = Upstream::start(Behavior::default()).await;
+        let proxy = Proxy::to(&upstream).await;
+        // Text close to a token but without a candidate in it.
+        let body = b"{\"content\":\"dt1c01 at 0x7f, DT-0 is not a token\"}\n".repeat(40);
+        assert!(!Redactor::default().has_candidate(&body));
+        let answer = send(
+            &http1_client(),
+            post(proxy.addr, "/logs", full(body.clone())),
+        )
+        .await
+        .expect("request through the proxy");
+        assert_eq!(answer.status, StatusCode::OK);
+        let records = upstream.wait_complete(1).await;
+        assert!(records[0].body == body, "a clean body must pass unchanged");
+        assert_eq!(
+            header_str(&records[0].headers, "content-length"),
+            Some(body.len().to_string())
+        );
+        assert!(proxy.findings.lock().unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_redaction_skips_inspection_only() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        let sink_token = classic(40);
+        let body_token = classic(41);
+        std::fs::write(&file, format!("{}\n", sink_token.text)).unwrap();
+        let upstream = Upstream::start(Behavior::default()).await;
+        let path = file.clone();
+        let proxy = Proxy::start(upstream.uri(), Redactor::default(), move |o| {
+            o.redact = false;
+            o.upstream_token_file = Some(path);
+            o.add_forwarded_for = true;
+        })
+        .await;
+        let body = log_with(&body_token.text);
+        let request = Request::post(format!("http://{}/logs?t={}", proxy.addr, body_token.text))
+            .header(header::AUTHORIZATION, "Api-Token client-credential")
+            .header("x-debug", body_token.text.as_str())
+            .body(full(body.clone()))
+            .unwrap();
+        let answer = send(&http1_client(), request).await.unwrap();
+        assert_eq!(answer.status, StatusCode::OK);
+        assert_eq!(
+            header_str(&answer.headers, "via").as_deref(),
+            Some("1.1 dtredact")
+        );
+
+        let got = &upstream.wait_complete(1).await[0];
+        // Nothing inspected: body, target and headers arrive as sent ...
+        assert_eq!(String::from_utf8_lossy(&got.body), body);
+        assert_eq!(got.target, format!("/logs?t={}", body_token.text));
+        assert_eq!(
+            header_str(&got.headers, "x-debug").as_deref(),
+            Some(body_token.text.as_str())
+        );
+        assert!(proxy.findings.lock().unwrap().is_empty());
+        // ... and every other step of the proxy still runs.
+        assert_eq!(
+            header_str(&got.headers, "authorization"),
+            Some(format!("Api-Token {}", sink_token.text))
+        );
+        assert_eq!(
+            header_str(&got.headers, "via").as_deref(),
+            Some("1.1 dtredact")
+        );
+        assert_eq!(
+            header_str(&got.headers, "x-forwarded-for").as_deref(),
+            Some("127.0.0.1")
+        );
+    })
+    .await;
+}

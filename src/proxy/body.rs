@@ -1,6 +1,7 @@
 //! Redacting bodies as they stream: decode, redact, re-encode, frame by
 //! frame, in a task that feeds a channel-backed body.
 
+use std::cell::RefCell;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -9,12 +10,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Empty, Full};
 use tokio::sync::mpsc;
 use tokio::time::{timeout_at, Instant};
 
 use super::codec::{CodecError, ContentCoding, Decoder, Encoder, Limits};
 use super::error::{BodyLimit, ProxyError};
+use super::{FindingsHook, ProxyBody};
 use crate::{Finding, Redactor, Stream};
 
 /// Error type of bodies the proxy builds.
@@ -163,18 +165,22 @@ fn codec_error(e: CodecError) -> ProxyError {
     }
 }
 
-/// Receives the findings of a body as they are made.
-pub type FindingSink = Arc<dyn Fn(Vec<Finding>) + Send + Sync>;
-
-/// Collector of a body's findings, failure and progress.
+/// Collector of a request's findings, body failure and body progress,
+/// shared by the request handler and the tasks that redact its bodies.
 #[derive(Clone)]
 pub struct BodyReport {
-    inner: Arc<Mutex<BodyReportInner>>,
-    sink: FindingSink,
+    shared: Arc<ReportShared>,
+}
+
+struct ReportShared {
+    hook: FindingsHook,
+    /// The request path, passed to the hook with each batch of findings.
+    route: Box<str>,
+    state: Mutex<ReportState>,
 }
 
 #[derive(Default)]
-struct BodyReportInner {
+struct ReportState {
     error: Option<ProxyError>,
     /// When the body last moved: a frame arrived from the sender or output
     /// was taken by the receiver.
@@ -182,17 +188,21 @@ struct BodyReportInner {
 }
 
 impl BodyReport {
-    /// Creates a report that passes findings to `sink`.
-    pub fn new(sink: FindingSink) -> BodyReport {
+    /// Creates a report that passes findings made on `route` to `hook`.
+    pub fn new(hook: FindingsHook, route: &str) -> BodyReport {
         BodyReport {
-            inner: Arc::default(),
-            sink,
+            shared: Arc::new(ReportShared {
+                hook,
+                route: route.into(),
+                state: Mutex::default(),
+            }),
         }
     }
 
-    fn add_findings(&self, findings: Vec<Finding>) {
+    /// Passes findings to the hook; does nothing when there are none.
+    pub fn add_findings(&self, findings: &[Finding]) {
         if !findings.is_empty() {
-            (self.sink)(findings);
+            (self.shared.hook)(findings, &self.shared.route);
         }
     }
 
@@ -211,8 +221,8 @@ impl BodyReport {
         self.lock().progress
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BodyReportInner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, ReportState> {
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Returns the error that ended the body, if any.
@@ -264,12 +274,12 @@ impl Body for ChannelBody {
 /// coding under a length-keeping policy), passed on as the size hint.
 pub async fn redact_body<B>(
     body: B,
-    redactor: Redactor,
+    redactor: &Redactor,
     coding: ContentCoding,
     options: BodyOptions,
     exact_len: Option<u64>,
     report: BodyReport,
-) -> Result<ChannelBody, ProxyError>
+) -> Result<ProxyBody, ProxyError>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError> + Send,
@@ -286,23 +296,20 @@ where
     // is redacted here, without a task and a channel per request.
     let whole = first.as_ref().map_or(true, |f| f.is_data()) && body.is_end_stream();
     if whole {
-        let mut pipe = Pipeline::new(&redactor, coding, &options, body.size_hint().upper());
-        let mut out = Vec::new();
-        if let Some(data) = first.and_then(|f| f.into_data().ok()) {
-            pipe.push(&data, &mut out)?;
-        }
-        pipe.finish(&mut out)?;
-        report.add_findings(pipe.stream.take_findings());
-        // The sender is dropped at once, so the body ends after `first`.
-        let (_, rx) = mpsc::channel::<Item>(1);
-        return Ok(ChannelBody {
-            first: (!out.is_empty()).then(|| Ok(Frame::data(Bytes::from(out)))),
-            rx,
-            exact_len,
-        });
+        let data = first.and_then(|f| f.into_data().ok()).unwrap_or_default();
+        let out = redact_whole(data, redactor, coding, &options, &report)?;
+        return Ok(whole_body(out, exact_len));
     }
     let (tx, mut rx) = mpsc::channel::<Item>(4);
-    tokio::spawn(pump(body, first, redactor, coding, options, tx, report));
+    tokio::spawn(pump(
+        body,
+        first,
+        redactor.clone(),
+        coding,
+        options,
+        tx,
+        report,
+    ));
     let first = match rx.recv().await {
         Some(Err(e)) => return Err(e),
         other => other,
@@ -311,7 +318,62 @@ where
         first,
         rx,
         exact_len,
-    })
+    }
+    .boxed())
+}
+
+thread_local! {
+    /// A stream kept by each worker thread for bodies that arrive whole, so
+    /// that such a body costs no stream buffer of its own.
+    static SPARE_STREAM: RefCell<Option<Stream>> = const { RefCell::new(None) };
+}
+
+/// Redacts a body that arrived whole. An identity body without a candidate
+/// is passed on as it came, without a copy.
+fn redact_whole(
+    data: Bytes,
+    redactor: &Redactor,
+    coding: ContentCoding,
+    options: &BodyOptions,
+    report: &BodyReport,
+) -> Result<Bytes, ProxyError> {
+    if data.len() as u64 > options.max_body {
+        return Err(ProxyError::BodyTooLarge(BodyLimit::Encoded));
+    }
+    if coding != ContentCoding::Identity {
+        let mut pipe = Pipeline::new(redactor, coding, options, Some(data.len() as u64));
+        let mut out = Vec::new();
+        pipe.push(&data, &mut out)?;
+        pipe.finish(&mut out)?;
+        report.add_findings(&pipe.stream.take_findings());
+        return Ok(Bytes::from(out));
+    }
+    if !redactor.has_candidate(&data) {
+        return Ok(data);
+    }
+    let mut stream = SPARE_STREAM
+        .with(|spare| spare.borrow_mut().take())
+        .filter(|stream| stream.redactor().is_same(redactor))
+        .map(|mut stream| {
+            stream.reset();
+            stream
+        })
+        .unwrap_or_else(|| redactor.stream_with_capacity(MAX_READ));
+    let mut out = Vec::with_capacity(data.len());
+    stream.push(&data, &mut out);
+    stream.finish(&mut out);
+    report.add_findings(&stream.take_findings());
+    SPARE_STREAM.with(|spare| *spare.borrow_mut() = Some(stream));
+    Ok(Bytes::from(out))
+}
+
+/// The body of a request or response that was redacted whole.
+fn whole_body(data: Bytes, exact_len: Option<u64>) -> ProxyBody {
+    debug_assert!(exact_len.map_or(true, |n| n == data.len() as u64));
+    if data.is_empty() {
+        return Empty::new().map_err(|never| match never {}).boxed();
+    }
+    Full::new(data).map_err(|never| match never {}).boxed()
 }
 
 async fn pump<B>(
@@ -346,7 +408,7 @@ async fn pump<B>(
                         Ok(frame) => break frame,
                         Err(_) if wait_until < deadline => {
                             pipe.idle(&mut out)?;
-                            report.add_findings(pipe.stream.take_findings());
+                            report.add_findings(&pipe.stream.take_findings());
                             if !out.is_empty() && send(&tx, std::mem::take(&mut out)).await.is_err()
                             {
                                 return Ok(());
@@ -369,7 +431,7 @@ async fn pump<B>(
                     }
                 },
             }
-            report.add_findings(pipe.stream.take_findings());
+            report.add_findings(&pipe.stream.take_findings());
             if !out.is_empty() && send(&tx, std::mem::take(&mut out)).await.is_err() {
                 // The receiver is gone: the request got its response or was dropped.
                 return Ok(());
@@ -377,7 +439,7 @@ async fn pump<B>(
             report.touch();
         }
         pipe.finish(&mut out)?;
-        report.add_findings(pipe.stream.take_findings());
+        report.add_findings(&pipe.stream.take_findings());
         if !out.is_empty() && send(&tx, std::mem::take(&mut out)).await.is_err() {
             return Ok(());
         }

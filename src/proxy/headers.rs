@@ -2,6 +2,7 @@
 //! 7.6.1), token masking in values and in the request target, and the
 //! upstream credential.
 
+use std::borrow::Cow;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
@@ -49,12 +50,13 @@ pub fn mask_headers(
     except: &[HeaderName],
 ) -> Vec<Finding> {
     let mut findings = Vec::new();
-    // Most requests have no candidate in any header: check before copying
-    // names and values.
-    let any = headers
+    // Most requests have no candidate in any header: check all values in
+    // one search before copying names and values.
+    let inspected = headers
         .iter()
-        .any(|(name, value)| !except.contains(name) && redactor.has_candidate(value.as_bytes()));
-    if !any {
+        .filter(|(name, _)| !except.contains(name))
+        .map(|(_, value)| value.as_bytes());
+    if !redactor.has_candidate_in_any(inspected) {
         return findings;
     }
     let names: Vec<HeaderName> = headers.keys().cloned().collect();
@@ -95,15 +97,18 @@ pub fn mask_headers(
 
 /// Masks tokens in a request target (`/path?query`). Returns the masked
 /// target and the findings.
-pub fn mask_target(redactor: &Redactor, target: &str) -> (String, Vec<Finding>) {
+pub fn mask_target<'a>(redactor: &Redactor, target: &'a str) -> (Cow<'a, str>, Vec<Finding>) {
     if !redactor.has_candidate(target.as_bytes()) {
-        return (target.to_string(), Vec::new());
+        return (Cow::Borrowed(target), Vec::new());
     }
     let (out, findings) = redactor.redact_all(target.as_bytes());
     if findings.is_empty() {
-        return (target.to_string(), findings);
+        return (Cow::Borrowed(target), findings);
     }
-    (String::from_utf8_lossy(&out).into_owned(), findings)
+    (
+        Cow::Owned(String::from_utf8_lossy(&out).into_owned()),
+        findings,
+    )
 }
 
 /// The credential dtredact sets on upstream requests, read from a file (a

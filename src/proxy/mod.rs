@@ -77,8 +77,9 @@ pub struct ProxyOptions {
     pub add_forwarded_for: bool,
     /// Pause in a body after which held-back bytes are released.
     pub idle_flush: Option<Duration>,
-    /// Inspect and redact traffic. `false` forwards everything unchanged,
-    /// which exists only to measure the cost of redaction.
+    /// Inspect and redact traffic. `false` forwards bodies, targets and
+    /// headers uninspected (limits, timeouts, `Via` and the credential
+    /// still apply), which exists only to measure the cost of redaction.
     pub redact: bool,
 }
 

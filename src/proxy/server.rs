@@ -1,5 +1,6 @@
 //! Accept loop, request handling and graceful shutdown.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +20,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-use super::body::{redact_body, BodyOptions, BodyReport, FindingSink};
+use super::body::{redact_body, BodyOptions, BodyReport};
 use super::codec::{ContentCoding, Limits};
 use super::error::ProxyError;
 use super::headers::{mask_headers, mask_target, remove_hop_by_hop, Credential, CredentialError};
@@ -275,15 +276,26 @@ async fn serve_inner(
     Ok(())
 }
 
+/// A request's id in the log and in error bodies: 16 hex digits, formatted
+/// only when used.
+#[derive(Debug, Clone, Copy)]
+struct RequestId(u64);
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
 async fn handle(
     state: Arc<State>,
     req: Request<Incoming>,
     remote: SocketAddr,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let id = format!("{:016x}", state.next_id.fetch_add(1, Ordering::Relaxed));
+    let id = RequestId(state.next_id.fetch_add(1, Ordering::Relaxed));
     let started = Instant::now();
     let method = req.method().clone();
-    let response = match forward(&state, req, remote, &id).await {
+    let response = match forward(&state, req, remote, id).await {
         Ok(response) => response,
         Err(error) => {
             count_error(&state.metrics, &error);
@@ -294,7 +306,7 @@ async fn handle(
                 status = error.status().as_u16(),
                 "request not forwarded"
             );
-            error.to_response(&id)
+            error.to_response(&id.to_string())
         }
     };
     let class = match response.status().as_u16() {
@@ -322,7 +334,7 @@ async fn forward(
     state: &Arc<State>,
     req: Request<Incoming>,
     remote: SocketAddr,
-    id: &str,
+    id: RequestId,
 ) -> Result<Response<ProxyBody>, ProxyError> {
     let _permit = Arc::clone(&state.limit)
         .try_acquire_owned()
@@ -331,10 +343,10 @@ async fn forward(
     let redactor: Arc<Redactor> = state.redactor.load_full();
     let redactor = &*redactor;
     let (mut parts, body) = req.into_parts();
-
-    if !options.redact {
-        return forward_unredacted(state, parts, body).await;
-    }
+    // `--no-redaction` skips inspection only: every other step below runs
+    // either way, so that it measures what redaction alone costs.
+    let inspect = options.redact;
+    let report = BodyReport::new(Arc::clone(&state.on_findings), parts.uri.path());
 
     // The request target, then the headers.
     let target = parts
@@ -342,16 +354,22 @@ async fn forward(
         .path_and_query()
         .map(|pq| pq.as_str())
         .unwrap_or("/");
-    let route = parts.uri.path().to_string();
-    let (target, mut findings) = mask_target(redactor, target);
-    parts.uri = upstream_uri(&options.upstream, &target);
-    remove_hop_by_hop(&mut parts.headers);
-    let keep: &[HeaderName] = if state.credential.is_some() {
-        &[]
+    let (target, mut findings) = if inspect {
+        mask_target(redactor, target)
     } else {
-        &options.forward_credentials
+        (Cow::Borrowed(target), Vec::new())
     };
-    findings.extend(mask_headers(redactor, &mut parts.headers, keep));
+    let uri = upstream_uri(&options.upstream, &target);
+    parts.uri = uri;
+    remove_hop_by_hop(&mut parts.headers);
+    if inspect {
+        let keep: &[HeaderName] = if state.credential.is_some() {
+            &[]
+        } else {
+            &options.forward_credentials
+        };
+        findings.extend(mask_headers(redactor, &mut parts.headers, keep));
+    }
     if let Some(credential) = &state.credential {
         parts
             .headers
@@ -367,9 +385,11 @@ async fn forward(
     }
     parts.version = http::Version::HTTP_11;
 
-    let sink = findings_sink(state, &route);
-    let report = BodyReport::new(Arc::clone(&sink));
-    let body = request_body(state, redactor, &mut parts.headers, body, report.clone()).await?;
+    let body = if inspect {
+        request_body(state, redactor, &mut parts.headers, body, report.clone()).await?
+    } else {
+        uninspected_request_body(state, &parts.headers, body)?
+    };
     let request = Request::from_parts(parts, body);
 
     let upstream_started = Instant::now();
@@ -394,20 +414,15 @@ async fn forward(
     if let Some(body_error) = report.error() {
         return Err(body_error);
     }
-    if !findings.is_empty() {
-        sink(findings);
-    }
+    report.add_findings(&findings);
 
     let (mut parts, body) = response.into_parts();
     remove_hop_by_hop(&mut parts.headers);
     if options.add_via {
         parts.headers.append(header::VIA, state.via.clone());
     }
-    let body = if options.redact_responses {
-        let found = mask_headers(redactor, &mut parts.headers, &[]);
-        if !found.is_empty() {
-            sink(found);
-        }
+    let body = if inspect && options.redact_responses {
+        report.add_findings(&mask_headers(redactor, &mut parts.headers, &[]));
         response_body(state, redactor, &mut parts.headers, body, report).await?
     } else {
         body.map_err(|e| Box::new(e) as super::BoxError).boxed()
@@ -442,39 +457,6 @@ async fn upstream_response(
     }
 }
 
-/// Forwards a request and its response unchanged but for hop-by-hop
-/// headers: the baseline that measures what redaction costs.
-async fn forward_unredacted(
-    state: &Arc<State>,
-    mut parts: http::request::Parts,
-    body: Incoming,
-) -> Result<Response<ProxyBody>, ProxyError> {
-    let target = parts
-        .uri
-        .path_and_query()
-        .map(|pq| pq.as_str())
-        .unwrap_or("/");
-    parts.uri = upstream_uri(&state.options.upstream, target);
-    remove_hop_by_hop(&mut parts.headers);
-    parts.headers.remove(header::HOST);
-    parts.version = http::Version::HTTP_11;
-    let body = body.map_err(|e| Box::new(e) as super::BoxError).boxed();
-    let sent = tokio::time::timeout(
-        state.options.upstream_timeout,
-        state.client.request(Request::from_parts(parts, body)),
-    )
-    .await;
-    let response = match sent {
-        Err(_) => return Err(ProxyError::UpstreamTimeout),
-        Ok(Err(_)) => return Err(ProxyError::UpstreamUnreachable),
-        Ok(Ok(response)) => response,
-    };
-    let (mut parts, body) = response.into_parts();
-    remove_hop_by_hop(&mut parts.headers);
-    let body = body.map_err(|e| Box::new(e) as super::BoxError).boxed();
-    Ok(Response::from_parts(parts, body))
-}
-
 /// Counts an error and, for a rejected body, its reason.
 fn count_error(metrics: &Metrics, error: &ProxyError) {
     metrics.errors.with_label_values(&[error.kind()]).inc();
@@ -486,12 +468,6 @@ fn count_error(metrics: &Metrics, error: &ProxyError) {
         _ => return,
     };
     metrics.bodies_rejected.with_label_values(&[reason]).inc();
-}
-
-fn findings_sink(state: &Arc<State>, route: &str) -> FindingSink {
-    let hook = Arc::clone(&state.on_findings);
-    let route = route.to_string();
-    Arc::new(move |findings: Vec<Finding>| hook(&findings, &route))
 }
 
 fn body_options(options: &ProxyOptions) -> BodyOptions {
@@ -536,16 +512,28 @@ async fn request_body(
     if exact_len.is_none() {
         headers.remove(header::CONTENT_LENGTH);
     }
-    let body = redact_body(
+    redact_body(
         body,
-        redactor.clone(),
+        redactor,
         coding,
         body_options(&state.options),
         exact_len,
         report,
     )
-    .await?;
-    Ok(body.boxed())
+    .await
+}
+
+/// Passes a request body on uninspected (`--no-redaction`), under the
+/// same size limit as a redacted one.
+fn uninspected_request_body(
+    state: &Arc<State>,
+    headers: &http::HeaderMap,
+    body: Incoming,
+) -> Result<ProxyBody, ProxyError> {
+    if body_too_large(headers, state.options.max_body_bytes) {
+        return Err(ProxyError::BodyTooLarge(super::error::BodyLimit::Encoded));
+    }
+    Ok(body.map_err(|e| Box::new(e) as super::BoxError).boxed())
 }
 
 /// Builds the redacted response body.
@@ -572,7 +560,7 @@ async fn response_body(
     }
     let mut options = body_options(&state.options);
     options.max_body = u64::MAX;
-    let body = redact_body(body, redactor.clone(), coding, options, exact_len, report)
+    redact_body(body, redactor, coding, options, exact_len, report)
         .await
         .map_err(|e| match e {
             ProxyError::CorruptBody | ProxyError::BodyTooLarge(_) => {
@@ -582,8 +570,7 @@ async fn response_body(
                 ProxyError::UpstreamUnreachable
             }
             other => other,
-        })?;
-    Ok(body.boxed())
+        })
 }
 
 fn coding_of(headers: &http::HeaderMap) -> Result<ContentCoding, ()> {
