@@ -16,7 +16,7 @@ pub mod user;
 use std::ops::Range;
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use aho_corasick::{packed, AhoCorasick, AhoCorasickKind, MatchKind};
 
 pub use grammar::{Check, PlainToken, SecretKind};
 
@@ -161,6 +161,10 @@ struct Inner {
     names: Vec<Arc<str>>,
     options: BuiltinOptions,
     builtin: AhoCorasick,
+    /// The same patterns in the SIMD searcher alone, where the CPU has one:
+    /// it finds the match itself, where the automaton above runs it as a
+    /// prefilter and then confirms each hit.
+    builtin_packed: Option<packed::Searcher>,
     builtin_kinds: Vec<BuiltinKind>,
     literals: Option<AhoCorasick>,
     forms: Vec<literal::Form>,
@@ -314,7 +318,7 @@ impl RulesBuilder {
             regexes.push(user::UserRegex::new(name, rule, pattern, *max_len)?);
         }
 
-        let (builtin, builtin_kinds) = builtin_searcher(self.options)?;
+        let (builtin, builtin_packed, builtin_kinds) = builtin_searcher(self.options)?;
         let literal_max = forms.iter().map(|f| f.needle.len()).max().unwrap_or(0);
         let literals = if forms.is_empty() {
             None
@@ -340,6 +344,7 @@ impl RulesBuilder {
                 names,
                 options: self.options,
                 builtin,
+                builtin_packed,
                 builtin_kinds,
                 literals,
                 forms,
@@ -351,7 +356,10 @@ impl RulesBuilder {
     }
 }
 
-fn builtin_searcher(options: BuiltinOptions) -> Result<(AhoCorasick, Vec<BuiltinKind>), RuleError> {
+/// The built-in searcher, its packed form and the kind of each pattern.
+type BuiltinSearcher = (AhoCorasick, Option<packed::Searcher>, Vec<BuiltinKind>);
+
+fn builtin_searcher(options: BuiltinOptions) -> Result<BuiltinSearcher, RuleError> {
     // Case variants are listed as patterns, because aho-corasick's SIMD
     // searcher is not used with ascii_case_insensitive.
     let mut patterns: Vec<Vec<u8>> = Vec::new();
@@ -381,7 +389,12 @@ fn builtin_searcher(options: BuiltinOptions) -> Result<(AhoCorasick, Vec<Builtin
         .kind(Some(AhoCorasickKind::DFA))
         .build(&patterns)
         .map_err(|e| RuleError::Searcher(e.to_string()))?;
-    Ok((ac, kinds))
+    let packed = packed::Config::new()
+        .match_kind(packed::MatchKind::LeftmostFirst)
+        .builder()
+        .extend(&patterns)
+        .build();
+    Ok((ac, packed, kinds))
 }
 
 /// Returns every upper/lower-case spelling of an ASCII word.
@@ -462,7 +475,10 @@ impl Rules {
         }
         let input = aho_corasick::Input::new(hay).span(from..hay.len());
         let m = match searcher {
-            Searcher::Builtin => self.inner.builtin.find(input),
+            Searcher::Builtin => match &self.inner.builtin_packed {
+                Some(packed) => packed.find_in(hay, input.get_span()),
+                None => self.inner.builtin.find(input),
+            },
             Searcher::Literals => self.inner.literals.as_ref()?.find(input),
             Searcher::Regex(i) => {
                 let (start, end) = self.inner.regexes[i].find(hay, from)?;
