@@ -2,6 +2,7 @@
 //! frame, in a task that feeds a channel-backed body.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
@@ -285,11 +286,22 @@ where
     B::Error: Into<BoxError> + Send,
 {
     let mut body = body;
-    let first = match tokio::time::timeout(options.frame_timeout, body.frame()).await {
-        Err(_) => return Err(ProxyError::ClientTimeout),
-        Ok(Some(Err(_))) => return Err(ProxyError::ClientAborted),
-        Ok(Some(Ok(frame))) => Some(frame),
-        Ok(None) => None,
+    // A small body is usually in already when the request is handled: poll
+    // for it once before arming a timer.
+    let polled = {
+        let mut frame = body.frame();
+        std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut frame).poll(cx))).await
+    };
+    let next = match polled {
+        Poll::Ready(next) => next,
+        Poll::Pending => tokio::time::timeout(options.frame_timeout, body.frame())
+            .await
+            .map_err(|_| ProxyError::ClientTimeout)?,
+    };
+    let first = match next {
+        Some(Err(_)) => return Err(ProxyError::ClientAborted),
+        Some(Ok(frame)) => Some(frame),
+        None => None,
     };
     report.touch();
     // A body that arrived whole in its first frame (most small log batches)
