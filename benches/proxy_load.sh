@@ -15,6 +15,7 @@
 #   DTREDACT_LOAD_RUNS         runs per case; the best is reported (default 3)
 #   DTREDACT_LOAD_CONNECTIONS  open connections (default 32)
 #   DTREDACT_LOAD_THREADS      wrk threads (default 2)
+#   DTREDACT_LOAD_FEATURES     cargo features of the proxy build, e.g. mimalloc
 #   CARGO_TARGET_DIR           cargo's target directory (default ./target)
 #
 # The load generator is wrk (Debian package `wrk`, installed with apt-get
@@ -96,7 +97,9 @@ for tool in curl python3; do
 done
 
 log "building release binaries in $TARGET"
-(cd "$ROOT" && cargo build --release --quiet --bin dtredact --example bench_upstream)
+FEATURES=${DTREDACT_LOAD_FEATURES:-}
+(cd "$ROOT" && cargo build --release --quiet --bin dtredact --example bench_upstream \
+    ${FEATURES:+--features "$FEATURES"})
 DTREDACT=$BIN/dtredact
 UPSTREAM=$BIN/examples/bench_upstream
 
@@ -365,8 +368,17 @@ for name in ("upstream", "plain", "redact"):
 
 a, b, c = best["upstream"], best["plain"], best["redact"]
 ratio = c["rps"] / b["rps"]
+# Runs are interleaved, so (b) and (c) of one run saw the same machine:
+# their ratio, run by run, shows how much the best-run ratio owes to noise.
+paired = sorted(
+    next(r for r in rows if r["case"] == "redact" and r["run"] == run)["rps"]
+    / next(r for r in rows if r["case"] == "plain" and r["run"] == run)["rps"]
+    for run in sorted({r["run"] for r in rows})
+)
+median = paired[len(paired) // 2] if len(paired) % 2 else sum(paired[len(paired) // 2 - 1:len(paired) // 2 + 1]) / 2
 print()
 print(f"req/s (c)/(b): {ratio:.3f} (redaction costs {100 * (1 - ratio):.1f}% of the request rate; target under 10%)")
+print(f"req/s (c)/(b) run by run: {', '.join(f'{x:.3f}' for x in paired)}; median {median:.3f}")
 print(f"p99 added (c)-(b): {(c['p99_us'] - b['p99_us']) / 1000:+.3f} ms (target under 1 ms)")
 print(f"p99 added (b)-(a): {(b['p99_us'] - a['p99_us']) / 1000:+.3f} ms (the proxy hop itself)")
 print(f"p50 added (c)-(b): {(c['p50_us'] - b['p50_us']) / 1000:+.3f} ms")

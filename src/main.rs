@@ -16,9 +16,11 @@ use dtredact::metrics::{Mode, Telemetry};
 use dtredact::reload::{Reloader, SharedRedactor};
 use dtredact::{filter, proxy, scan, tail};
 
-/// mimalloc instead of the system allocator: the proxy allocates buffers on
-/// one worker thread and often frees them on another, which glibc's
-/// allocator serializes on its arena locks.
+/// mimalloc instead of the system allocator, with `--features mimalloc`:
+/// the proxy allocates buffers on one worker thread and often frees them on
+/// another, which glibc's allocator serializes on its arena locks. It costs
+/// resident memory, so it is not the default.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
