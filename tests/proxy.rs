@@ -1368,6 +1368,19 @@ async fn placeholder_token_in_path() {
             !target.contains(secret_of(&token)),
             "secret leaked in the path"
         );
+        // The route findings are reported under is the masked path.
+        let routes = proxy.routes.lock().unwrap().clone();
+        assert!(!routes.is_empty(), "no findings reported");
+        for route in routes {
+            assert!(
+                route.starts_with("/logs/") && route.ends_with("/tail"),
+                "{route:?}"
+            );
+            assert!(
+                !route.contains(secret_of(&token)),
+                "secret in route {route:?}"
+            );
+        }
     })
     .await;
 }

@@ -346,7 +346,6 @@ async fn forward(
     // `--no-redaction` skips inspection only: every other step below runs
     // either way, so that it measures what redaction alone costs.
     let inspect = options.redact;
-    let report = BodyReport::new(Arc::clone(&state.on_findings), parts.uri.path());
 
     // The request target, then the headers.
     let target = parts
@@ -359,6 +358,10 @@ async fn forward(
     } else {
         (Cow::Borrowed(target), Vec::new())
     };
+    // Findings name the route they were made on, in the log and on
+    // /leaks: the masked path, since a token may be part of the path.
+    let route = target.split('?').next().unwrap_or("/");
+    let report = BodyReport::new(Arc::clone(&state.on_findings), route);
     let uri = upstream_uri(&options.upstream, &target);
     parts.uri = uri;
     remove_hop_by_hop(&mut parts.headers);

@@ -450,6 +450,8 @@ pub struct Proxy {
     pub addr: SocketAddr,
     pub shutdown: Shutdown,
     pub findings: Arc<Mutex<Vec<Finding>>>,
+    /// The route passed with each batch of findings.
+    pub routes: Arc<Mutex<Vec<String>>>,
     task: JoinHandle<()>,
 }
 
@@ -474,9 +476,12 @@ impl Proxy {
 
         let shutdown = Shutdown::default();
         let findings = Arc::new(Mutex::new(Vec::new()));
+        let routes = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&findings);
-        let hook: FindingsHook = Arc::new(move |found: &[Finding], _path: &str| {
+        let route_sink = Arc::clone(&routes);
+        let hook: FindingsHook = Arc::new(move |found: &[Finding], route: &str| {
             sink.lock().unwrap().extend_from_slice(found);
+            route_sink.lock().unwrap().push(route.to_string());
         });
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel::<()>();
         let ready_tx = Mutex::new(Some(ready_tx));
@@ -501,6 +506,7 @@ impl Proxy {
             addr,
             shutdown,
             findings,
+            routes,
             task,
         }
     }
