@@ -1368,7 +1368,7 @@ async fn placeholder_token_in_path() {
             !target.contains(secret_of(&token)),
             "secret leaked in the path"
         );
-        // The route findings are reported under is the masked path.
+        // Findings are reported under the masked path.
         let routes = proxy.routes.lock().unwrap().clone();
         assert!(!routes.is_empty(), "no findings reported");
         for route in routes {
