@@ -1873,3 +1873,112 @@ async fn no_redaction_skips_inspection_only() {
     })
     .await;
 }
+
+// ---------------------------------------------------------------------
+// Request and status lines, header names
+// ---------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn method_and_header_name_masked() {
+    bounded(async {
+        let upstream = Upstream::start(Behavior::default()).await;
+        let proxy = Proxy::to(&upstream).await;
+        let in_method = classic(50);
+        let in_name = classic(51);
+        let request = Request::builder()
+            .method(in_method.text.as_str())
+            .uri(format!("http://{}/m", proxy.addr))
+            .header(format!("x-{}", in_name.text), "1")
+            .body(full(&b"hello\n"[..]))
+            .unwrap();
+        let answer = send(&http1_client(), request).await.unwrap();
+        assert_eq!(answer.status, StatusCode::OK);
+
+        let got = &upstream.wait_complete(1).await[0];
+        assert_eq!(got.method.as_str(), in_method.masked);
+        let masked_name = format!("x-{}", in_name.masked.to_ascii_lowercase());
+        assert_eq!(header_str(&got.headers, &masked_name).as_deref(), Some("1"));
+        for name in got.headers.keys() {
+            assert!(
+                !name
+                    .as_str()
+                    .contains(&secret_of(&in_name).to_ascii_lowercase()),
+                "secret in header name {name}"
+            );
+        }
+        let findings = proxy.findings.lock().unwrap().clone();
+        assert_eq!(findings.len(), 2, "one finding each: {findings:?}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reason_phrase_and_response_name_masked() {
+    bounded(async {
+        let in_reason = classic(52);
+        let in_name = classic(53);
+        let upstream = Upstream::start(Behavior {
+            status: StatusCode::UNAUTHORIZED,
+            reason: Some(format!("Bad token {}", in_reason.text)),
+            headers: vec![(format!("x-{}", in_name.text), "1".into())],
+            ..Behavior::default()
+        })
+        .await;
+        let proxy = Proxy::to(&upstream).await;
+        // A raw client, to read the status line as sent.
+        let mut stream = std::net::TcpStream::connect(proxy.addr).unwrap();
+        let request = format!(
+            "POST /r HTTP/1.1\r\nHost: {}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nx\n",
+            proxy.addr
+        );
+        let raw = tokio::task::spawn_blocking(move || {
+            stream.write_all(request.as_bytes()).unwrap();
+            let mut raw = Vec::new();
+            stream.read_to_end(&mut raw).unwrap();
+            raw
+        })
+        .await
+        .unwrap();
+        let raw = String::from_utf8_lossy(&raw).to_string();
+        let status_line = raw.lines().next().unwrap_or_default();
+        assert_eq!(
+            status_line,
+            format!("HTTP/1.1 401 Bad token {}", in_reason.masked)
+        );
+        assert!(!raw.contains(secret_of(&in_reason)), "{raw}");
+        assert!(
+            !raw.to_ascii_lowercase()
+                .contains(&secret_of(&in_name).to_ascii_lowercase()),
+            "{raw}"
+        );
+        assert_eq!(proxy.findings.lock().unwrap().len(), 2);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_request_still_reports_findings() {
+    bounded(async {
+        let down = closed_port().await;
+        let uri: http::Uri = format!("http://{down}").parse().unwrap();
+        let proxy = Proxy::start(uri, Redactor::default(), |_| {}).await;
+        let in_path = classic(54);
+        let in_header = classic(55);
+        let request = Request::post(format!("http://{}/a/{}", proxy.addr, in_path.text))
+            .header("x-debug", in_header.text.as_str())
+            .body(full(&b"x\n"[..]))
+            .unwrap();
+        let answer = send(&http1_client(), request).await.unwrap();
+        assert_eq!(answer.status, StatusCode::BAD_GATEWAY);
+        let ids: Vec<_> = proxy
+            .findings
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|f| f.token_id.clone())
+            .collect();
+        assert!(ids.contains(&in_path.id), "{ids:?}");
+        assert!(ids.contains(&in_header.id), "{ids:?}");
+    })
+    .await;
+}

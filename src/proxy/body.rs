@@ -17,6 +17,7 @@ use tokio::time::{timeout_at, Instant};
 
 use super::codec::{CodecError, ContentCoding, Decoder, Encoder, Limits};
 use super::error::{BodyLimit, ProxyError};
+use super::headers::mask_headers;
 use super::{FindingsHook, ProxyBody};
 use crate::{Finding, Redactor, Stream};
 
@@ -379,7 +380,7 @@ fn redact_whole(
     Ok(Bytes::from(out))
 }
 
-/// The body of a request or response that was redacted whole.
+/// Wraps a body that was redacted whole, or an empty body.
 fn whole_body(data: Bytes, exact_len: Option<u64>) -> ProxyBody {
     debug_assert!(exact_len.map_or(true, |n| n == data.len() as u64));
     if data.is_empty() {
@@ -437,7 +438,8 @@ async fn pump<B>(
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => pipe.push(&data, &mut out)?,
                     Err(frame) => {
-                        if let Ok(t) = frame.into_trailers() {
+                        if let Ok(mut t) = frame.into_trailers() {
+                            report.add_findings(&mask_headers(&redactor, &mut t, &[]));
                             trailers = Some(t);
                         }
                     }

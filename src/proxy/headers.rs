@@ -8,6 +8,8 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::Method;
+use hyper::ext::ReasonPhrase;
 
 use crate::{Finding, Redactor};
 
@@ -42,33 +44,32 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
     headers.remove(header::TRANSFER_ENCODING);
 }
 
-/// Masks tokens in every header value except those named in `except`.
-/// Returns the findings.
+/// Masks tokens in every header name, and in every header value except
+/// those of the headers named in `except`. Returns the findings.
 pub fn mask_headers(
     redactor: &Redactor,
     headers: &mut HeaderMap,
     except: &[HeaderName],
 ) -> Vec<Finding> {
     let mut findings = Vec::new();
-    // Most requests have no candidate in any header: check all values in
-    // one search before copying names and values.
-    let inspected = headers
-        .iter()
-        .filter(|(name, _)| !except.contains(name))
-        .map(|(_, value)| value.as_bytes());
+    // Most requests have no candidate in any header: check all names and
+    // values in one search before copying any.
+    let inspected = headers.iter().flat_map(|(name, value)| {
+        let value = (!except.contains(name)).then(|| value.as_bytes());
+        std::iter::once(name.as_str().as_bytes()).chain(value)
+    });
     if !redactor.has_candidate_in_any(inspected) {
         return findings;
     }
     let names: Vec<HeaderName> = headers.keys().cloned().collect();
     for name in names {
-        if except.contains(&name) {
-            continue;
-        }
+        let (masked_name, mut found) = mask_name(redactor, &name);
+        findings.append(&mut found);
+        let mut changed = masked_name != name;
         let values: Vec<HeaderValue> = headers.get_all(&name).iter().cloned().collect();
-        let mut changed = false;
         let mut masked_values = Vec::with_capacity(values.len());
         for value in values {
-            if !redactor.has_candidate(value.as_bytes()) {
+            if except.contains(&name) || !redactor.has_candidate(value.as_bytes()) {
                 masked_values.push(value);
                 continue;
             }
@@ -88,11 +89,66 @@ pub fn mask_headers(
         if changed {
             headers.remove(&name);
             for v in masked_values {
-                headers.append(name.clone(), v);
+                headers.append(masked_name.clone(), v);
             }
         }
     }
     findings
+}
+
+/// Masks a token in a header name. A name that is not a valid name after
+/// masking (the placeholder's brackets) is masked whole with `*`.
+fn mask_name(redactor: &Redactor, name: &HeaderName) -> (HeaderName, Vec<Finding>) {
+    let (out, findings) = mask_token_chars(redactor, name.as_str().as_bytes());
+    if findings.is_empty() {
+        return (name.clone(), findings);
+    }
+    let masked = HeaderName::from_bytes(&out).unwrap_or_else(|_| {
+        HeaderName::from_bytes(&vec![b'*'; out.len()]).expect("a run of `*` is a valid name")
+    });
+    (masked, findings)
+}
+
+/// Masks a token in a request method, which may be any HTTP token, so a
+/// client can put a token there. A method that is not valid after masking
+/// is masked whole with `*`.
+pub fn mask_method(redactor: &Redactor, method: &mut Method) -> Vec<Finding> {
+    let (out, findings) = mask_token_chars(redactor, method.as_str().as_bytes());
+    if !findings.is_empty() {
+        *method = Method::from_bytes(&out).unwrap_or_else(|_| {
+            Method::from_bytes(&vec![b'*'; out.len()]).expect("a run of `*` is a valid method")
+        });
+    }
+    findings
+}
+
+/// Masks a token in the reason phrase of an HTTP/1 response, which a
+/// sink may fill with request data. A phrase that is not valid after
+/// masking is dropped, and the client gets the status code's own phrase.
+pub fn mask_reason(redactor: &Redactor, extensions: &mut http::Extensions) -> Vec<Finding> {
+    let Some(reason) = extensions.get::<ReasonPhrase>() else {
+        return Vec::new();
+    };
+    let (out, findings) = mask_token_chars(redactor, reason.as_bytes());
+    if !findings.is_empty() {
+        match ReasonPhrase::try_from(out) {
+            Ok(masked) => {
+                extensions.insert(masked);
+            }
+            Err(_) => {
+                extensions.remove::<ReasonPhrase>();
+            }
+        }
+    }
+    findings
+}
+
+/// Redacts a short input, skipping the work when it contains no candidate.
+fn mask_token_chars(redactor: &Redactor, input: &[u8]) -> (Vec<u8>, Vec<Finding>) {
+    if !redactor.has_candidate(input) {
+        return (Vec::new(), Vec::new());
+    }
+    redactor.redact_all(input)
 }
 
 /// Masks tokens in a request target (`/path?query`). Returns the masked

@@ -23,7 +23,10 @@ use tokio::sync::{watch, Semaphore};
 use super::body::{redact_body, BodyOptions, BodyReport};
 use super::codec::{ContentCoding, Limits};
 use super::error::ProxyError;
-use super::headers::{mask_headers, mask_target, remove_hop_by_hop, Credential, CredentialError};
+use super::headers::{
+    mask_headers, mask_method, mask_reason, mask_target, remove_hop_by_hop, Credential,
+    CredentialError,
+};
 use super::upstream::{self, UpstreamClient, UpstreamError};
 use super::{ProxyBody, ProxyOptions};
 use crate::admin::Readiness;
@@ -276,6 +279,17 @@ async fn serve_inner(
     Ok(())
 }
 
+/// Returns a standard method's name, and `other` for an extension method.
+fn loggable_method(method: &http::Method) -> &'static str {
+    const STANDARD: [&str; 9] = [
+        "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "CONNECT", "TRACE",
+    ];
+    STANDARD
+        .into_iter()
+        .find(|name| method.as_str() == *name)
+        .unwrap_or("other")
+}
+
 /// A request's id in the log and in error bodies: 16 hex digits, formatted
 /// only when used.
 #[derive(Debug, Clone, Copy)]
@@ -294,7 +308,8 @@ async fn handle(
 ) -> Result<Response<ProxyBody>, Infallible> {
     let id = RequestId(state.next_id.fetch_add(1, Ordering::Relaxed));
     let started = Instant::now();
-    let method = req.method().clone();
+    // Any HTTP token is a valid method, so only standard ones are logged.
+    let method = loggable_method(req.method());
     let response = match forward(&state, req, remote, id).await {
         Ok(response) => response,
         Err(error) => {
@@ -371,8 +386,11 @@ async fn forward(
         } else {
             &options.forward_credentials
         };
+        findings.extend(mask_method(redactor, &mut parts.method));
         findings.extend(mask_headers(redactor, &mut parts.headers, keep));
     }
+    // The client sent these whether or not the upstream takes the request.
+    report.add_findings(&findings);
     if let Some(credential) = &state.credential {
         parts
             .headers
@@ -417,7 +435,6 @@ async fn forward(
     if let Some(body_error) = report.error() {
         return Err(body_error);
     }
-    report.add_findings(&findings);
 
     let (mut parts, body) = response.into_parts();
     remove_hop_by_hop(&mut parts.headers);
@@ -426,6 +443,7 @@ async fn forward(
     }
     let body = if inspect && options.redact_responses {
         report.add_findings(&mask_headers(redactor, &mut parts.headers, &[]));
+        report.add_findings(&mask_reason(redactor, &mut parts.extensions));
         response_body(state, redactor, &mut parts.headers, body, report).await?
     } else {
         body.map_err(|e| Box::new(e) as super::BoxError).boxed()

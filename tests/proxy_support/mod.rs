@@ -179,6 +179,8 @@ pub struct Recorded {
 #[derive(Debug, Clone)]
 pub struct Behavior {
     pub status: StatusCode,
+    /// HTTP/1 reason phrase in place of the status code's own.
+    pub reason: Option<String>,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
     /// Pause before the response headers, after the request body was read.
@@ -204,6 +206,7 @@ impl Default for Behavior {
     fn default() -> Self {
         Behavior {
             status: StatusCode::OK,
+            reason: None,
             headers: Vec::new(),
             body: b"ok\n".to_vec(),
             delay: Duration::ZERO,
@@ -414,6 +417,10 @@ async fn record(
     };
     let mut response = Response::new(body);
     *response.status_mut() = behavior.status;
+    if let Some(reason) = &behavior.reason {
+        let reason = hyper::ext::ReasonPhrase::try_from(reason.clone()).expect("valid reason");
+        response.extensions_mut().insert(reason);
+    }
     for (name, value) in &behavior.headers {
         response.headers_mut().append(
             http::HeaderName::from_bytes(name.as_bytes()).expect("valid header name"),
