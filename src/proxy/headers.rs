@@ -11,6 +11,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::Method;
 use hyper::ext::ReasonPhrase;
 
+use crate::redact::CandidateCheck;
 use crate::{Finding, Redactor};
 
 /// Headers that apply to one connection only and are never forwarded.
@@ -54,11 +55,9 @@ pub fn mask_headers(
     let mut findings = Vec::new();
     // Most requests have no candidate in any header: check all names and
     // values in one search before copying any.
-    let inspected = headers.iter().flat_map(|(name, value)| {
-        let value = (!except.contains(name)).then(|| value.as_bytes());
-        std::iter::once(name.as_str().as_bytes()).chain(value)
-    });
-    if !redactor.has_candidate_in_any(inspected) {
+    let mut check = redactor.candidate_check();
+    add_fields(&mut check, headers, except);
+    if !check.finish() {
         return findings;
     }
     let names: Vec<HeaderName> = headers.keys().cloned().collect();
@@ -94,6 +93,33 @@ pub fn mask_headers(
         }
     }
     findings
+}
+
+/// Returns whether a request's method, target or headers (names, and the
+/// values of headers not in `except`) may contain a token, in one search.
+pub fn head_has_candidate(
+    redactor: &Redactor,
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    except: &[HeaderName],
+) -> bool {
+    let mut check = redactor.candidate_check();
+    check.add(method.as_str().as_bytes());
+    check.add(target.as_bytes());
+    add_fields(&mut check, headers, except);
+    check.finish()
+}
+
+/// Adds the inspected parts of `headers` to `check`: every name, and the
+/// values of the headers not in `except`.
+fn add_fields(check: &mut CandidateCheck<'_>, headers: &HeaderMap, except: &[HeaderName]) {
+    for (name, value) in headers {
+        check.add(name.as_str().as_bytes());
+        if !except.contains(name) {
+            check.add(value.as_bytes());
+        }
+    }
 }
 
 /// Masks a token in a header name. A name that is not a valid name after

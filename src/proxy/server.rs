@@ -24,8 +24,8 @@ use super::body::{redact_body, BodyOptions, BodyReport};
 use super::codec::{ContentCoding, Limits};
 use super::error::ProxyError;
 use super::headers::{
-    mask_headers, mask_method, mask_reason, mask_target, remove_hop_by_hop, Credential,
-    CredentialError,
+    head_has_candidate, mask_headers, mask_method, mask_reason, mask_target, remove_hop_by_hop,
+    Credential, CredentialError,
 };
 use super::upstream::{self, UpstreamClient, UpstreamError};
 use super::{ProxyBody, ProxyOptions};
@@ -368,7 +368,15 @@ async fn forward(
         .path_and_query()
         .map(|pq| pq.as_str())
         .unwrap_or("/");
-    let (target, mut findings) = if inspect {
+    let keep: &[HeaderName] = if state.credential.is_some() {
+        &[]
+    } else {
+        &options.forward_credentials
+    };
+    // Most requests have no candidate anywhere in their head.
+    let inspect_head =
+        inspect && head_has_candidate(redactor, &parts.method, target, &parts.headers, keep);
+    let (target, mut findings) = if inspect_head {
         mask_target(redactor, target)
     } else {
         (Cow::Borrowed(target), Vec::new())
@@ -380,12 +388,7 @@ async fn forward(
     let uri = upstream_uri(&options.upstream, &target);
     parts.uri = uri;
     remove_hop_by_hop(&mut parts.headers);
-    if inspect {
-        let keep: &[HeaderName] = if state.credential.is_some() {
-            &[]
-        } else {
-            &options.forward_credentials
-        };
+    if inspect_head {
         findings.extend(mask_method(redactor, &mut parts.method));
         findings.extend(mask_headers(redactor, &mut parts.headers, keep));
     }

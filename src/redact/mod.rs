@@ -104,6 +104,54 @@ impl RedactorBuilder {
     }
 }
 
+/// Inputs gathered for one candidate search; made by
+/// [`Redactor::candidate_check`].
+pub struct CandidateCheck<'r> {
+    redactor: &'r Redactor,
+    /// The inputs joined by newlines, on the stack while they fit (a
+    /// request's head usually does), then in `heap`.
+    stack: [u8; 1024],
+    len: usize,
+    heap: Vec<u8>,
+    /// A regex rule found a candidate in an input on its own.
+    found: bool,
+}
+
+impl CandidateCheck<'_> {
+    /// Adds an input.
+    pub fn add(&mut self, input: &[u8]) {
+        // Regex rules may be anchored, so they see each input alone.
+        if self.redactor.rules.has_regexes() {
+            self.found = self.found || self.redactor.has_candidate(input);
+            return;
+        }
+        // Literals found in the inputs are found in their concatenation.
+        if self.heap.is_empty() && self.len + input.len() < self.stack.len() {
+            self.stack[self.len..self.len + input.len()].copy_from_slice(input);
+            self.stack[self.len + input.len()] = b'\n';
+            self.len += input.len() + 1;
+            return;
+        }
+        if self.heap.is_empty() {
+            self.heap.extend_from_slice(&self.stack[..self.len]);
+        }
+        self.heap.extend_from_slice(input);
+        self.heap.push(b'\n');
+    }
+
+    /// Returns whether any input added may contain a candidate.
+    pub fn finish(self) -> bool {
+        if self.found {
+            return true;
+        }
+        if self.heap.is_empty() {
+            self.redactor.has_candidate(&self.stack[..self.len])
+        } else {
+            self.redactor.has_candidate(&self.heap)
+        }
+    }
+}
+
 impl Default for Redactor {
     fn default() -> Self {
         Redactor {
@@ -170,17 +218,23 @@ impl Redactor {
     where
         I: IntoIterator<Item = &'a [u8]>,
     {
-        // Regex rules may be anchored, so they see each input alone.
-        if self.rules.has_regexes() {
-            return inputs.into_iter().any(|input| self.has_candidate(input));
-        }
-        // Literals found in the inputs are found in their concatenation.
-        let mut joined = Vec::with_capacity(512);
+        let mut check = self.candidate_check();
         for input in inputs {
-            joined.extend_from_slice(input);
-            joined.push(b'\n');
+            check.add(input);
         }
-        self.has_candidate(&joined)
+        check.finish()
+    }
+
+    /// Starts a check of many short inputs in one search; see
+    /// [`Redactor::has_candidate_in_any`], which it backs.
+    pub fn candidate_check(&self) -> CandidateCheck<'_> {
+        CandidateCheck {
+            redactor: self,
+            stack: [0; 1024],
+            len: 0,
+            heap: Vec::new(),
+            found: false,
+        }
     }
 
     /// Returns whether `other` uses the same compiled rules (not an equal

@@ -740,6 +740,22 @@ fn has_candidate_in_any_never_misses_one() {
             }
         }
     }
+    // Past the 1 KiB the search joins on the stack, on either side of the
+    // switch to the heap.
+    let filler = [b'v'; 40];
+    for at in [0, 20, 24, 25, 26, 49] {
+        let mut values: Vec<&[u8]> = vec![&filler[..]; 50];
+        values[at] = b"Api-Token dt0c01.X";
+        assert!(
+            builtin.has_candidate_in_any(values.iter().copied()),
+            "token at value {at}"
+        );
+        values[at] = &filler[..];
+        assert!(
+            !builtin.has_candidate_in_any(values.iter().copied()),
+            "clean, {at}"
+        );
+    }
     // An anchored regex sees each value from its own start.
     assert!(anchored.has_candidate_in_any([&b"text/plain"[..], b"secret-1234"]));
     assert!(builtin.has_candidate_in_any([&b"x"[..], b"Api-Token dt0c01.X"]));
