@@ -104,7 +104,7 @@ impl RedactorBuilder {
     }
 }
 
-/// Inputs gathered for one candidate search; made by
+/// Short inputs gathered for one candidate search, made by
 /// [`Redactor::candidate_check`].
 pub struct CandidateCheck<'r> {
     redactor: &'r Redactor,
@@ -207,10 +207,10 @@ impl Redactor {
             .any(|s| self.rules.next_candidate(s, input, 0).is_some())
     }
 
-    /// Returns whether any of `inputs`, each taken on its own, may hold a
-    /// candidate. It never misses one that [`Redactor::has_candidate`]
-    /// would find; it may report one that none holds (a literal across two
-    /// inputs), so callers check each input after it says yes.
+    /// Returns whether any of `inputs`, each taken on its own, may contain
+    /// a candidate. It finds every candidate [`Redactor::has_candidate`]
+    /// finds in an input. It may also report one that no input contains (a
+    /// literal across two inputs), so callers check each input after a yes.
     ///
     /// Checking many short inputs (header values) this way costs one
     /// search instead of one per input.
@@ -225,8 +225,8 @@ impl Redactor {
         check.finish()
     }
 
-    /// Starts a check of many short inputs in one search; see
-    /// [`Redactor::has_candidate_in_any`], which it backs.
+    /// Starts a check of many short inputs in one search. It backs
+    /// [`Redactor::has_candidate_in_any`].
     pub fn candidate_check(&self) -> CandidateCheck<'_> {
         CandidateCheck {
             redactor: self,

@@ -640,7 +640,7 @@ fn same_kind_len(a: &[u8], b: &[u8], equal: bool) -> usize {
 mod tests {
     use super::changed_runs;
 
-    /// The runs a byte-by-byte comparison gives.
+    /// Computes the changed runs with a byte-by-byte comparison.
     fn naive_runs(a: &[u8], b: &[u8]) -> Vec<std::ops::Range<usize>> {
         let mut runs: Vec<std::ops::Range<usize>> = Vec::new();
         for i in 0..a.len() {
@@ -657,9 +657,9 @@ mod tests {
 
     #[test]
     fn changed_runs_match_bytewise_comparison() {
-        // Every pattern of changed bytes over 20 bytes would be 2^20 cases;
-        // walk runs of every start and length instead, and pairs of them,
-        // across the 8-byte word boundaries.
+        // Runs of every start and length, alone and followed by a second
+        // run, cover the 8-byte word boundaries without trying all 2^40
+        // patterns of changed bytes.
         let a: Vec<u8> = (0..40u8).map(|i| b'A' + i % 26).collect();
         for start in 0..a.len() {
             for len in 0..=a.len() - start {

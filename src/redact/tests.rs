@@ -720,7 +720,7 @@ fn reset_stream_matches_new_stream() {
 }
 
 #[test]
-fn has_candidate_in_any_never_misses_one() {
+fn candidate_in_any_finds_each_input() {
     let (input, _) = mixed_input(5);
     let builtin = redactor(Policy::KeepId);
     let user = redactor_with_user_rules(Policy::KeepId);
@@ -729,6 +729,7 @@ fn has_candidate_in_any_never_misses_one() {
         .build()
         .unwrap();
     let clean: [&[u8]; 3] = [b"application/json", b"1024", b"curl/8.5.0"];
+
     for r in [&builtin, &user, &anchored] {
         assert!(!r.has_candidate_in_any(clean), "clean values");
         assert!(!r.has_candidate_in_any(std::iter::empty()), "no values");
@@ -740,8 +741,9 @@ fn has_candidate_in_any_never_misses_one() {
             }
         }
     }
-    // Past the 1 KiB the search joins on the stack, on either side of the
-    // switch to the heap.
+
+    // Inputs past the first 1 KiB are joined on the heap: put the token on
+    // either side of that switch.
     let filler = [b'v'; 40];
     for at in [0, 20, 24, 25, 26, 49] {
         let mut values: Vec<&[u8]> = vec![&filler[..]; 50];
@@ -756,7 +758,8 @@ fn has_candidate_in_any_never_misses_one() {
             "clean, {at}"
         );
     }
-    // An anchored regex sees each value from its own start.
+
+    // An anchored regex is matched against each value from its own start.
     assert!(anchored.has_candidate_in_any([&b"text/plain"[..], b"secret-1234"]));
     assert!(builtin.has_candidate_in_any([&b"x"[..], b"Api-Token dt0c01.X"]));
 }
