@@ -15,9 +15,9 @@
 //! against an independent expectation.
 //!
 //! Filler text contains no candidate of the built-in searcher: no `dt0` or
-//! `api-` in any case, and none of the base64 literals of `dt0` (each holds
-//! an upper-case letter from a small set that filler words avoid). A corpus
-//! with a token rate of 0 therefore measures the prefilter alone.
+//! `-tok` in any case, and none of the base64 literals of `dt0` (each
+//! contains an upper-case letter from a small set that filler words avoid).
+//! A corpus with a token rate of 0 therefore measures the prefilter alone.
 //!
 //! ```
 //! use dtredact::corpus::{generate, CorpusConfig};
@@ -679,7 +679,7 @@ fn push_padded(line: &mut Vec<u8>, n: u64, width: usize) {
 
 // Filler vocabulary. Upper-case letters appear only in words that hold no
 // base64 literal of `dt0` (such as `R0M`, `RUM` or `EVD`), and no entry
-// contains `dt0` or `api-` in any case. The zero-rate test checks generated
+// contains `dt0` or `-tok` in any case. The zero-rate test checks generated
 // text against the real searcher.
 
 const THREADS: &[&str] = &[

@@ -1,5 +1,5 @@
 //! The Dynatrace token grammar, checked by hand at a candidate `dt0` or
-//! `api-` found by the literal prefilter.
+//! `-tok` (of `Api-Token`) found by the literal prefilter.
 //!
 //! Every check takes the haystack, the candidate position and whether the
 //! haystack ends where the stream ends. A check decides only when the bytes
@@ -65,11 +65,6 @@ pub struct PlainToken {
     pub percent: bool,
 }
 
-/// Bytes of the public part: `[A-Za-z0-9-]`.
-fn is_public_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'-'
-}
-
 /// Reads the byte at `i`, or reports that the haystack ended there.
 /// `Err(true)` means "need more", `Err(false)` means "stream ended".
 #[inline]
@@ -99,19 +94,71 @@ fn separator(hay: &[u8], i: usize, eof: bool) -> Check<usize> {
     }
 }
 
-/// Counts the run of bytes matching `member` from `start`, stopping at
-/// `cap` + 1 bytes. Returns `None` when the haystack ends inside the run
-/// before the cap and the stream goes on.
-fn run_len(
-    hay: &[u8],
-    start: usize,
-    cap: usize,
-    eof: bool,
-    member: impl Fn(u8) -> bool,
-) -> Option<usize> {
+/// A set of bytes that a run may consist of, as a bit of [`BYTE_SETS`].
+#[derive(Debug, Clone, Copy)]
+struct ByteSet(u8);
+
+/// `[A-Za-z0-9]`: a secret part.
+const ALNUM: ByteSet = ByteSet(1);
+/// `[A-Za-z0-9-]`: a public part.
+const PUBLIC: ByteSet = ByteSet(2);
+/// `[A-Za-z0-9_-]`: a legacy token.
+const LEGACY: ByteSet = ByteSet(4);
+
+/// For each byte, the sets it belongs to. One lookup gives the byte's
+/// membership of every set, and the AND of the entries of eight bytes
+/// gives the sets that all eight belong to.
+static BYTE_SETS: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let mut sets = 0;
+        if c.is_ascii_alphanumeric() {
+            sets = ALNUM.0 | PUBLIC.0 | LEGACY.0;
+        } else if c == b'-' {
+            sets = PUBLIC.0 | LEGACY.0;
+        } else if c == b'_' {
+            sets = LEGACY.0;
+        }
+        table[b] = sets;
+        b += 1;
+    }
+    table
+};
+
+impl ByteSet {
+    fn contains(self, b: u8) -> bool {
+        BYTE_SETS[b as usize] & self.0 != 0
+    }
+
+    /// Length of the run of members at the start of `bytes`.
+    fn run(self, bytes: &[u8]) -> usize {
+        let mut n = 0;
+        let mut blocks = bytes.chunks_exact(8);
+        for block in &mut blocks {
+            let all = block
+                .iter()
+                .fold(0xff, |acc, &b| acc & BYTE_SETS[b as usize]);
+            if all & self.0 == 0 {
+                break;
+            }
+            n += 8;
+        }
+        n + bytes[n..]
+            .iter()
+            .position(|&b| !self.contains(b))
+            .unwrap_or(bytes.len() - n)
+    }
+}
+
+/// Counts the run of bytes of `set` from `start`, stopping at `cap` + 1
+/// bytes. Returns `None` when the haystack ends inside the run before the
+/// cap and the stream goes on.
+fn run_len(hay: &[u8], start: usize, cap: usize, eof: bool, set: ByteSet) -> Option<usize> {
     let limit = hay.len().min(start.saturating_add(cap + 1));
     let tail = hay.get(start..limit).unwrap_or(&[]);
-    let n = tail.iter().position(|&b| !member(b)).unwrap_or(tail.len());
+    let n = set.run(tail);
     if n == tail.len() && n <= cap && !eof {
         return None;
     }
@@ -143,7 +190,7 @@ pub fn check_plain(hay: &[u8], p: usize, eof: bool) -> Check<PlainToken> {
         Check::NeedMore => return Check::NeedMore,
     };
     let public_start = p + 6 + sep1;
-    let Some(public_len) = run_len(hay, public_start, PUBLIC_MAX, eof, is_public_byte) else {
+    let Some(public_len) = run_len(hay, public_start, PUBLIC_MAX, eof, PUBLIC) else {
         return Check::NeedMore;
     };
     if !(PUBLIC_MIN..=PUBLIC_MAX).contains(&public_len) {
@@ -157,9 +204,7 @@ pub fn check_plain(hay: &[u8], p: usize, eof: bool) -> Check<PlainToken> {
         Check::NeedMore => return Check::NeedMore,
     };
     let secret_start = public.end + sep2;
-    let Some(run) = run_len(hay, secret_start, PARTIAL_MAX, eof, |b| {
-        b.is_ascii_alphanumeric()
-    }) else {
+    let Some(run) = run_len(hay, secret_start, PARTIAL_MAX, eof, ALNUM) else {
         return Check::NeedMore;
     };
     let kind = match run {
@@ -179,12 +224,25 @@ pub fn check_plain(hay: &[u8], p: usize, eof: bool) -> Check<PlainToken> {
     })
 }
 
-/// Longest stretch a legacy check reads from the start of `api-`.
-pub const LEGACY_WINDOW: usize = 9 + 3 + LEGACY_LEN + 1;
+/// Bytes a legacy check reads before its candidate: the `Api` of
+/// `Api-Token`.
+pub const LEGACY_LOOKBEHIND: usize = 3;
 
-/// Checks for a legacy token after `Api-Token` at `p`, where the prefilter
-/// found `api-` in any case. Returns the range of the 21 masked bytes.
-pub fn check_legacy(hay: &[u8], p: usize, eof: bool) -> Check<Range<usize>> {
+/// Maximum bytes a legacy check reads from its candidate, the `-` of
+/// `Api-Token`.
+pub const LEGACY_WINDOW: usize = 6 + 3 + LEGACY_LEN + 1;
+
+/// Checks for a legacy token after `Api-Token` whose `-` is at `dash`,
+/// where the prefilter found `-tok` in any case. Returns the range of the
+/// 21 masked bytes.
+///
+/// The prefilter looks for `-tok` rather than `api-`, because `-` is
+/// rarer in text than the letters of `api`, which make the SIMD search
+/// stop often for nothing.
+pub fn check_legacy(hay: &[u8], dash: usize, eof: bool) -> Check<Range<usize>> {
+    let Some(p) = dash.checked_sub(LEGACY_LOOKBEHIND) else {
+        return Check::NotFound;
+    };
     for (k, want) in b"api-token".iter().enumerate() {
         match byte_at(hay, p + k, eof) {
             Ok(b) if b.to_ascii_lowercase() == *want => {}
@@ -210,8 +268,7 @@ pub fn check_legacy(hay: &[u8], p: usize, eof: bool) -> Check<Range<usize>> {
         Err(true) => return Check::NeedMore,
     };
     let start = at + sep;
-    let member = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
-    let Some(run) = run_len(hay, start, LEGACY_LEN, eof, member) else {
+    let Some(run) = run_len(hay, start, LEGACY_LEN, eof, LEGACY) else {
         return Check::NeedMore;
     };
     if run != LEGACY_LEN {
@@ -251,9 +308,56 @@ pub fn plain_secret_start(hay: &[u8], p: usize) -> Option<usize> {
     if scim {
         return Some(public_start);
     }
-    let public_len = run_len(hay, public_start, PUBLIC_MAX, true, is_public_byte)?;
+    let public_len = run_len(hay, public_start, PUBLIC_MAX, true, PUBLIC)?;
     match separator(hay, public_start + public_len, true) {
         Check::Found(sep2) => Some(public_start + public_len + sep2),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ByteSet, ALNUM, LEGACY, PUBLIC};
+
+    /// Tells whether `b` is in `set`, from the set's definition.
+    fn reference(set: ByteSet, b: u8) -> bool {
+        match set.0 {
+            1 => b.is_ascii_alphanumeric(),
+            2 => b.is_ascii_alphanumeric() || b == b'-',
+            4 => b.is_ascii_alphanumeric() || b == b'-' || b == b'_',
+            _ => unreachable!("unknown set"),
+        }
+    }
+
+    #[test]
+    fn byte_sets_match_their_definitions() {
+        for set in [ALNUM, PUBLIC, LEGACY] {
+            for b in 0..=255u8 {
+                assert_eq!(set.contains(b), reference(set, b), "set {} byte {b}", set.0);
+            }
+        }
+    }
+
+    #[test]
+    fn run_stops_at_each_outsider() {
+        // A run of members with one outsider at each position, in runs
+        // longer and shorter than the eight-byte blocks.
+        for (set, alphabet) in [(ALNUM, &b"aZ9x"[..]), (PUBLIC, b"aZ9-"), (LEGACY, b"aZ9-_")] {
+            for len in 0..40 {
+                let members: Vec<u8> = (0..len).map(|i| alphabet[i % alphabet.len()]).collect();
+                assert_eq!(set.run(&members), len, "set {} len {len}", set.0);
+                for stop in 0..len {
+                    for outsider in [b'.', b' ', 0x80, 0xff, b'_', b'-'] {
+                        let mut bytes = members.clone();
+                        bytes[stop] = outsider;
+                        let want = bytes
+                            .iter()
+                            .position(|&b| !reference(set, b))
+                            .unwrap_or(len);
+                        assert_eq!(set.run(&bytes), want, "set {} len {len} stop {stop}", set.0);
+                    }
+                }
+            }
+        }
     }
 }

@@ -174,9 +174,12 @@ struct Inner {
 }
 
 /// Bytes before a candidate that a check may read or rewrite: a base64
-/// group starts up to three characters before its literal, and a regex
+/// group starts up to three characters before its literal, a legacy
+/// token's `Api` is three bytes before its candidate `-tok`, and a regex
 /// look-behind assertion reads one character (up to four bytes).
 pub const LOOKBEHIND: usize = 8;
+
+const _: () = assert!(grammar::LEGACY_LOOKBEHIND <= LOOKBEHIND);
 
 /// Errors from compiling a rule set.
 #[derive(Debug, thiserror::Error)]
@@ -371,9 +374,9 @@ fn builtin_searcher(options: BuiltinOptions) -> Result<BuiltinSearcher, RuleErro
         kinds.push(BuiltinKind::Plain);
     }
     if options.legacy {
-        for v in case_variants(b"api") {
-            let mut p = v;
-            p.push(b'-');
+        for v in case_variants(b"tok") {
+            let mut p = vec![b'-'];
+            p.extend_from_slice(&v);
             patterns.push(p);
             kinds.push(BuiltinKind::Legacy);
         }
@@ -627,7 +630,7 @@ impl Rules {
             Searcher::Builtin => match &self.inner.builtin_kinds[c.pattern] {
                 BuiltinKind::Plain => grammar::plain_secret_start(hay, c.pos),
                 // The 21 bytes after `Api-Token` and a separator.
-                BuiltinKind::Legacy => Some(c.pos + 10),
+                BuiltinKind::Legacy => Some(c.pos + 7),
                 BuiltinKind::Base64(_) => Some(c.pos),
             },
             Searcher::Literals | Searcher::Regex(_) => Some(c.pos),
