@@ -361,23 +361,18 @@ fn redact_whole(
         report.add_findings(&pipe.stream.take_findings());
         return Ok(Bytes::from(out));
     }
-    if !redactor.has_candidate(&data) {
-        return Ok(data);
-    }
-    let mut stream = SPARE_STREAM
-        .with(|spare| spare.borrow_mut().take())
-        .filter(|stream| stream.redactor().is_same(redactor))
-        .map(|mut stream| {
-            stream.reset();
-            stream
-        })
-        .unwrap_or_else(|| redactor.stream_with_capacity(MAX_READ));
-    let mut out = Vec::with_capacity(data.len());
-    stream.push(&data, &mut out);
-    stream.finish(&mut out);
-    report.add_findings(&stream.take_findings());
-    SPARE_STREAM.with(|spare| *spare.borrow_mut() = Some(stream));
-    Ok(Bytes::from(out))
+    SPARE_STREAM.with_borrow_mut(|spare| {
+        let stream = match spare {
+            Some(stream) if stream.redactor().is_same(redactor) => stream,
+            _ => spare.insert(redactor.stream_with_capacity(MAX_READ)),
+        };
+        let mut out = Vec::new();
+        if !stream.redact_whole(&data, &mut out) {
+            return Ok(data);
+        }
+        report.add_findings(&stream.take_findings());
+        Ok(Bytes::from(out))
+    })
 }
 
 /// Wraps a body that was redacted whole, or an empty body.

@@ -12,6 +12,7 @@ mod stream;
 #[cfg(test)]
 mod tests;
 
+use std::cell::Cell;
 use std::sync::Arc;
 
 pub use policy::{FingerprintKey, Policy, MASK};
@@ -108,14 +109,22 @@ impl RedactorBuilder {
 /// [`Redactor::candidate_check`].
 pub struct CandidateCheck<'r> {
     redactor: &'r Redactor,
-    /// The inputs joined by newlines, on the stack while they fit (a
-    /// request's head usually does), then in `heap`.
-    stack: [u8; 1024],
-    len: usize,
-    heap: Vec<u8>,
+    /// The inputs joined by newlines, in a buffer kept by the thread, so
+    /// that a check (one per request head) neither allocates nor clears
+    /// a buffer of its own.
+    joined: Vec<u8>,
     /// A regex rule found a candidate in an input on its own.
     found: bool,
 }
+
+thread_local! {
+    /// The buffer of the thread's last finished [`CandidateCheck`].
+    static JOINED: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// A joined buffer larger than this is dropped instead of kept for the
+/// next check, so one huge request head does not pin memory.
+const JOINED_KEEP: usize = 64 * 1024;
 
 impl CandidateCheck<'_> {
     /// Adds an input.
@@ -126,28 +135,22 @@ impl CandidateCheck<'_> {
             return;
         }
         // Literals found in the inputs are found in their concatenation.
-        if self.heap.is_empty() && self.len + input.len() < self.stack.len() {
-            self.stack[self.len..self.len + input.len()].copy_from_slice(input);
-            self.stack[self.len + input.len()] = b'\n';
-            self.len += input.len() + 1;
-            return;
-        }
-        if self.heap.is_empty() {
-            self.heap.extend_from_slice(&self.stack[..self.len]);
-        }
-        self.heap.extend_from_slice(input);
-        self.heap.push(b'\n');
+        self.joined.extend_from_slice(input);
+        self.joined.push(b'\n');
     }
 
     /// Returns whether any input added may contain a candidate.
     pub fn finish(self) -> bool {
-        if self.found {
-            return true;
-        }
-        if self.heap.is_empty() {
-            self.redactor.has_candidate(&self.stack[..self.len])
-        } else {
-            self.redactor.has_candidate(&self.heap)
+        self.found || self.redactor.has_candidate(&self.joined)
+    }
+}
+
+impl Drop for CandidateCheck<'_> {
+    fn drop(&mut self) {
+        if self.joined.capacity() <= JOINED_KEEP {
+            let mut joined = std::mem::take(&mut self.joined);
+            joined.clear();
+            JOINED.set(joined);
         }
     }
 }
@@ -230,9 +233,7 @@ impl Redactor {
     pub fn candidate_check(&self) -> CandidateCheck<'_> {
         CandidateCheck {
             redactor: self,
-            stack: [0; 1024],
-            len: 0,
-            heap: Vec::new(),
+            joined: JOINED.take(),
             found: false,
         }
     }

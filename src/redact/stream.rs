@@ -124,6 +124,54 @@ impl Stream {
         self.bytes_out = 0;
     }
 
+    /// Resets the stream and redacts `input` as a whole stream of its own.
+    ///
+    /// Returns false, and appends nothing, when no searcher finds a
+    /// candidate in `input`: its output is `input` itself. Otherwise
+    /// appends the whole output to `out` and returns true; the findings
+    /// are read with [`Stream::take_findings`] as usual.
+    ///
+    /// The bytes before the first candidate are neither copied into the
+    /// buffer nor scanned a second time: the stream starts [`LOOKBEHIND`]
+    /// bytes before the candidate, as if it had taken the bytes before in
+    /// an earlier chunk. Regex rules see the whole input, because a regex
+    /// may be anchored where its haystack starts.
+    pub fn redact_whole(&mut self, input: &[u8], out: &mut Vec<u8>) -> bool {
+        self.reset();
+        let rules = self.redactor.rules();
+        let first = rules
+            .searchers()
+            .filter_map(|s| rules.next_candidate(s, input, 0))
+            .map(|c| c.pos)
+            .min();
+        let Some(first) = first else {
+            return false;
+        };
+
+        let skip = if rules.has_regexes() {
+            0
+        } else {
+            first.saturating_sub(LOOKBEHIND)
+        };
+        out.reserve(input.len());
+        out.extend_from_slice(&input[..skip]);
+
+        let at = skip as u64;
+        self.base = at;
+        for scan in &mut self.scans {
+            scan.1 = at;
+        }
+        self.ready_start = at;
+        self.ready_end = at;
+        self.skip_until = at;
+        self.bytes_in = at;
+        self.bytes_out = at;
+
+        self.push(&input[skip..], out);
+        self.finish(out);
+        true
+    }
+
     /// Returns the redactor this stream uses.
     pub fn redactor(&self) -> &Redactor {
         &self.redactor

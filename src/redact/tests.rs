@@ -742,8 +742,8 @@ fn candidate_in_any_finds_each_input() {
         }
     }
 
-    // Inputs past the first 1 KiB are joined on the heap: put the token on
-    // either side of that switch.
+    // A token among 50 values, first, in the middle and last; then the
+    // same values without it, in a check that reuses the joined buffer.
     let filler = [b'v'; 40];
     for at in [0, 20, 24, 25, 26, 49] {
         let mut values: Vec<&[u8]> = vec![&filler[..]; 50];
@@ -770,4 +770,55 @@ fn is_same_tells_clones_from_rebuilds() {
     assert!(r.is_same(&r.clone()));
     assert!(!r.is_same(&r.with_policy(Policy::Full)));
     assert!(!r.is_same(&redactor(Policy::KeepId)));
+}
+
+#[test]
+fn redact_whole_matches_stream() {
+    let (mixed, _) = mixed_input(6);
+    for policy in all_policies() {
+        for r in [
+            redactor(policy.clone()),
+            redactor_with_user_rules(policy.clone()),
+        ] {
+            // A stream used before, left with bytes held back.
+            let mut stream = r.stream_with_capacity(64);
+            let mut scratch = Vec::new();
+            stream.push(b"dt0c01.ABCDEFGHIJKLMNOPQRSTUVWX.", &mut scratch);
+
+            // Each kind of token first, after clean text of every length up
+            // to past the look-behind, so the stream starts at every offset
+            // before each kind's candidate.
+            let mut gen = TokenGen::new(7);
+            for (kind, lead) in TokenKind::ALL
+                .into_iter()
+                .flat_map(|k| (0..20).map(move |n| (k, n)))
+            {
+                let mut input = "clean text ".repeat(3).into_bytes();
+                input.truncate(lead);
+                input.extend_from_slice(gen.token(kind).text.as_bytes());
+                input.push(b'\n');
+                input.extend_from_slice(&mixed);
+                let (want, want_findings) = redact_chunked(&r, &input, 4096);
+                let mut out = b"kept".to_vec();
+                let case = format!("{} {kind:?} after {lead} bytes", policy.name());
+                assert!(stream.redact_whole(&input, &mut out), "{case}");
+                assert!(
+                    out[4..] == want[..] && out.starts_with(b"kept"),
+                    "{case}: output differs"
+                );
+                assert_eq!(
+                    sorted(stream.take_findings()),
+                    sorted(want_findings),
+                    "{case}: findings"
+                );
+                assert_eq!(stream.bytes_in(), input.len() as u64);
+                assert_eq!(stream.bytes_out(), want.len() as u64);
+            }
+
+            let mut out = Vec::new();
+            assert!(!stream.redact_whole(b"no candidate here", &mut out));
+            assert!(out.is_empty());
+            assert!(!stream.has_findings());
+        }
+    }
 }
