@@ -204,8 +204,25 @@ pub struct Credential {
 
 struct CredentialState {
     value: HeaderValue,
-    stamp: Option<(SystemTime, u64)>,
+    stamp: Option<FileStamp>,
+    /// When the file was last read.
+    read_at: SystemTime,
 }
+
+/// The token file's identity, size and age. A file renamed over it (how a
+/// Secret volume is updated) has another inode, and a file written in place
+/// has another length or modification time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    inode: u64,
+    modified: SystemTime,
+    len: u64,
+}
+
+/// A file modified this close to when it was read may have been written
+/// again within the same timestamp tick, which leaves its stamp unchanged:
+/// such a file is read again until its stamp is older than this.
+const RACY_WINDOW: Duration = Duration::from_secs(2);
 
 /// Errors reading the credential file.
 #[derive(Debug, thiserror::Error)]
@@ -244,10 +261,15 @@ impl Credential {
     /// The file is unreadable, empty, or not a valid header value.
     pub fn load(path: PathBuf, scheme: &str) -> Result<Credential, CredentialError> {
         let (value, stamp) = read_credential(&path, scheme)?;
+        let state = CredentialState {
+            value,
+            stamp,
+            read_at: SystemTime::now(),
+        };
         Ok(Credential {
             path,
             scheme: scheme.to_string(),
-            current: Arc::new(RwLock::new(CredentialState { value, stamp })),
+            current: Arc::new(RwLock::new(state)),
         })
     }
 
@@ -260,22 +282,26 @@ impl Credential {
             .clone()
     }
 
-    /// Reads the file again if its modification time or size changed.
+    /// Reads the file again if its inode, modification time or size
+    /// changed, or if it was modified shortly before it was last read.
     /// Returns whether the value changed. A file that became invalid
     /// leaves the old value in place and returns the error.
     pub fn refresh(&self) -> Result<bool, CredentialError> {
         let stamp = file_stamp(&self.path);
         {
             let state = self.current.read().unwrap_or_else(|e| e.into_inner());
-            if stamp.is_some() && stamp == state.stamp {
+            let settled = stamp.is_some_and(|s| s.modified + RACY_WINDOW <= state.read_at);
+            if stamp.is_some() && stamp == state.stamp && settled {
                 return Ok(false);
             }
         }
+        let read_at = SystemTime::now();
         let (value, stamp) = read_credential(&self.path, &self.scheme)?;
         let mut state = self.current.write().unwrap_or_else(|e| e.into_inner());
         let changed = state.value != value;
         state.value = value;
         state.stamp = stamp;
+        state.read_at = read_at;
         Ok(changed)
     }
 
@@ -297,15 +323,21 @@ impl Credential {
     }
 }
 
-fn file_stamp(path: &std::path::Path) -> Option<(SystemTime, u64)> {
+fn file_stamp(path: &std::path::Path) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+
     let meta = std::fs::metadata(path).ok()?;
-    Some((meta.modified().ok()?, meta.len()))
+    Some(FileStamp {
+        inode: meta.ino(),
+        modified: meta.modified().ok()?,
+        len: meta.len(),
+    })
 }
 
 fn read_credential(
     path: &std::path::Path,
     scheme: &str,
-) -> Result<(HeaderValue, Option<(SystemTime, u64)>), CredentialError> {
+) -> Result<(HeaderValue, Option<FileStamp>), CredentialError> {
     let stamp = file_stamp(path);
     let text = std::fs::read(path).map_err(|source| CredentialError::Read {
         path: path.display().to_string(),
@@ -325,4 +357,43 @@ fn read_credential(
     let mut value = HeaderValue::from_bytes(&value).map_err(|_| invalid())?;
     value.set_sensitive(true);
     Ok((value, stamp))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Credential;
+    use crate::synth::{TokenGen, TokenKind};
+
+    fn token(seed: u64) -> String {
+        TokenGen::new(seed).token(TokenKind::Classic).text
+    }
+
+    fn auth(credential: &Credential) -> String {
+        credential.value().to_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn credential_refresh_sees_quick_rewrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        let (first, second, third) = (token(1), token(2), token(3));
+        std::fs::write(&file, format!("{first}\n")).unwrap();
+        let credential = Credential::load(file.clone(), "Api-Token").unwrap();
+        assert_eq!(auth(&credential), format!("Api-Token {first}"));
+        assert!(!credential.refresh().unwrap(), "unchanged file");
+
+        // Same length, renamed over the old file at once, as a Secret
+        // volume update does: the timestamp may not move, the inode does.
+        let staged = dir.path().join("token.new");
+        std::fs::write(&staged, format!("{second}\n")).unwrap();
+        std::fs::rename(&staged, &file).unwrap();
+        assert!(credential.refresh().unwrap(), "renamed file");
+        assert_eq!(auth(&credential), format!("Api-Token {second}"));
+
+        // Same length, written in place at once: same inode, and maybe the
+        // same timestamp.
+        std::fs::write(&file, format!("{third}\n")).unwrap();
+        assert!(credential.refresh().unwrap(), "rewritten file");
+        assert_eq!(auth(&credential), format!("Api-Token {third}"));
+    }
 }
