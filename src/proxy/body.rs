@@ -1,5 +1,6 @@
 //! Redacting bodies as they stream: decode, redact, re-encode, frame by
-//! frame, in a task that feeds a channel-backed body.
+//! frame, in a task that feeds a channel-backed body. A body that arrives
+//! whole is redacted at once by the task that reads it.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -335,6 +336,145 @@ where
     .boxed())
 }
 
+/// A request body in the identity coding, redacted when the upstream
+/// connection first polls it instead of in the request handler.
+///
+/// The handler runs in the task of the client's HTTP/1 connection, and
+/// hyper wakes that task whenever the body's next frame is taken. Taking it
+/// in the handler wakes the running task itself, which tokio handles as a
+/// yield: the task is queued again and an idle worker thread is woken, a
+/// futex call and a context switch per request. Taken by the upstream
+/// connection's task, the wake goes to the handler's task, which is waiting
+/// for the response anyway.
+///
+/// A body that arrives whole in its first frame is redacted there and then.
+/// A longer one is handed to a [`pump`] task, as in [`redact_body`]. An
+/// identity body cannot fail to decode, so giving up the check before the
+/// request is sent costs little. A body that fails later (too large, the
+/// client too slow or gone) ends the upstream request before it is whole,
+/// and the handler reads the error from the [`BodyReport`].
+pub struct DeferredBody<B> {
+    state: Deferred<B>,
+    redactor: Arc<Redactor>,
+    options: BodyOptions,
+    exact_len: Option<u64>,
+    report: BodyReport,
+}
+
+enum Deferred<B> {
+    /// Not polled yet.
+    Start(B),
+    /// Fed by a pump task.
+    Channel(ChannelBody),
+    Done,
+}
+
+impl<B> DeferredBody<B> {
+    /// Wraps `body`; `exact_len` as for [`redact_body`].
+    pub fn new(
+        body: B,
+        redactor: Arc<Redactor>,
+        options: BodyOptions,
+        exact_len: Option<u64>,
+        report: BodyReport,
+    ) -> DeferredBody<B> {
+        DeferredBody {
+            state: Deferred::Start(body),
+            redactor,
+            options,
+            exact_len,
+            report,
+        }
+    }
+
+    /// Ends the body with `error`, recorded in the report for the handler.
+    fn fail(&mut self, error: ProxyError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.state = Deferred::Done;
+        self.report.set_error(error.clone());
+        Poll::Ready(Some(Err(Box::new(error))))
+    }
+}
+
+impl<B> Body for DeferredBody<B>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError> + Send,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            match &mut this.state {
+                Deferred::Start(body) => {
+                    let first = match Pin::new(body).poll_frame(cx) {
+                        Poll::Pending => None,
+                        Poll::Ready(None) => {
+                            this.state = Deferred::Done;
+                            return Poll::Ready(None);
+                        }
+                        Poll::Ready(Some(Err(_))) => return this.fail(ProxyError::ClientAborted),
+                        Poll::Ready(Some(Ok(frame))) => {
+                            this.report.touch();
+                            Some(frame)
+                        }
+                    };
+                    let Deferred::Start(body) = std::mem::replace(&mut this.state, Deferred::Done)
+                    else {
+                        unreachable!("the state was Start above");
+                    };
+                    if body.is_end_stream() && first.as_ref().is_some_and(Frame::is_data) {
+                        let data = first.and_then(|f| f.into_data().ok()).unwrap_or_default();
+                        let coding = ContentCoding::Identity;
+                        return match redact_whole(
+                            data,
+                            &this.redactor,
+                            coding,
+                            &this.options,
+                            &this.report,
+                        ) {
+                            Ok(out) => Poll::Ready(Some(Ok(Frame::data(out)))),
+                            Err(error) => this.fail(error),
+                        };
+                    }
+                    let (tx, rx) = mpsc::channel::<Item>(4);
+                    tokio::spawn(pump(
+                        body,
+                        first,
+                        (*this.redactor).clone(),
+                        ContentCoding::Identity,
+                        this.options,
+                        tx,
+                        this.report.clone(),
+                    ));
+                    this.state = Deferred::Channel(ChannelBody {
+                        first: None,
+                        rx,
+                        exact_len: this.exact_len,
+                    });
+                }
+                Deferred::Channel(channel) => return Pin::new(channel).poll_frame(cx),
+                Deferred::Done => return Poll::Ready(None),
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        matches!(self.state, Deferred::Done)
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self.exact_len {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
+        }
+    }
+}
+
 thread_local! {
     /// A stream kept by each worker thread for bodies that arrive whole, so
     /// that such a body costs no stream buffer of its own.
@@ -370,7 +510,7 @@ fn redact_whole(
         if !stream.redact_whole(&data, &mut out) {
             return Ok(data);
         }
-        report.add_findings(&stream.take_findings());
+        report.add_findings(stream.findings());
         Ok(Bytes::from(out))
     })
 }
@@ -469,4 +609,143 @@ async fn send(tx: &mpsc::Sender<Item>, bytes: Vec<u8>) -> Result<(), ()> {
     tx.send(Ok(Frame::data(Bytes::from(bytes))))
         .await
         .map_err(|_| ())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+    use crate::synth::{TokenGen, TokenKind};
+
+    /// A body that gives one queued frame per poll and has ended as soon as
+    /// its last frame is taken, as a request body that arrived whole does.
+    struct Frames(VecDeque<Result<Frame<Bytes>, std::io::Error>>);
+
+    impl Frames {
+        fn data(chunks: &[&[u8]]) -> Frames {
+            let frames = chunks
+                .iter()
+                .map(|c| Ok(Frame::data(Bytes::copy_from_slice(c))));
+            Frames(frames.collect())
+        }
+    }
+
+    impl Body for Frames {
+        type Data = Bytes;
+        type Error = std::io::Error;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+            Poll::Ready(self.0.pop_front())
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.0.is_empty()
+        }
+    }
+
+    fn options(max_body: u64) -> BodyOptions {
+        BodyOptions {
+            max_body,
+            limits: Limits {
+                max_decoded: max_body,
+                max_ratio: 100,
+            },
+            frame_timeout: Duration::from_secs(10),
+            idle_flush: None,
+        }
+    }
+
+    /// Returns a report whose findings land in the returned list.
+    fn report() -> (BodyReport, Arc<Mutex<Vec<Finding>>>) {
+        let found = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&found);
+        let hook: FindingsHook = Arc::new(move |findings: &[Finding], _route: &str| {
+            sink.lock().unwrap().extend_from_slice(findings);
+        });
+        (BodyReport::new(hook, "/logs"), found)
+    }
+
+    fn deferred(frames: Frames, max_body: u64) -> (DeferredBody<Frames>, BodyReport) {
+        let (report, _) = report();
+        let body = DeferredBody::new(
+            frames,
+            Arc::new(Redactor::default()),
+            options(max_body),
+            None,
+            report.clone(),
+        );
+        (body, report)
+    }
+
+    /// Reads every frame; returns the data frames, or the first error.
+    async fn read_all<B: Body<Data = Bytes> + Unpin>(body: &mut B) -> Result<Vec<Bytes>, B::Error> {
+        let mut chunks = Vec::new();
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                chunks.push(data);
+            }
+        }
+        Ok(chunks)
+    }
+
+    #[tokio::test]
+    async fn deferred_whole_body_one_frame() {
+        let token = TokenGen::new(11).token(TokenKind::Classic);
+        let input = format!("line one\ntoken={} end\n", token.text);
+        let (report, found) = report();
+        let mut body = DeferredBody::new(
+            Frames::data(&[input.as_bytes()]),
+            Arc::new(Redactor::default()),
+            options(1 << 20),
+            Some(input.len() as u64),
+            report,
+        );
+        assert_eq!(body.size_hint().exact(), Some(input.len() as u64));
+
+        let chunks = read_all(&mut body).await.unwrap();
+        assert_eq!(chunks.len(), 1, "one frame for a body that came whole");
+        let expected = format!("line one\ntoken={} end\n", token.masked);
+        assert_eq!(chunks[0], expected.as_bytes());
+        assert!(body.is_end_stream());
+        assert_eq!(found.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn deferred_split_token_masked() {
+        let token = TokenGen::new(12).token(TokenKind::Classic);
+        let input = format!("token={} end\n", token.text);
+        let (first, second) = input.as_bytes().split_at(20);
+        let (mut body, report) = deferred(Frames::data(&[first, second]), 1 << 20);
+
+        let output = read_all(&mut body).await.unwrap().concat();
+        let expected = format!("token={} end\n", token.masked);
+        assert_eq!(output, expected.as_bytes());
+        assert!(report.error().is_none());
+    }
+
+    #[tokio::test]
+    async fn deferred_clean_body_unchanged() {
+        let input = b"no token in this line\n";
+        let (mut body, _) = deferred(Frames::data(&[input]), 1 << 20);
+        assert_eq!(read_all(&mut body).await.unwrap().concat(), input);
+    }
+
+    #[tokio::test]
+    async fn deferred_errors_reach_report() {
+        let aborted = Frames(VecDeque::from([Err(std::io::Error::other("reset"))]));
+        let (mut body, report) = deferred(aborted, 1 << 20);
+        assert!(read_all(&mut body).await.is_err());
+        assert_eq!(report.error(), Some(ProxyError::ClientAborted));
+
+        let (mut body, report) = deferred(Frames::data(&[&[b'a'; 100]]), 64);
+        assert!(read_all(&mut body).await.is_err());
+        assert_eq!(
+            report.error(),
+            Some(ProxyError::BodyTooLarge(BodyLimit::Encoded))
+        );
+    }
 }

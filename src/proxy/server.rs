@@ -20,7 +20,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
-use super::body::{redact_body, BodyOptions, BodyReport};
+use super::body::{redact_body, BodyOptions, BodyReport, DeferredBody};
 use super::codec::{ContentCoding, Limits};
 use super::error::ProxyError;
 use super::headers::{
@@ -355,8 +355,8 @@ async fn forward(
         .try_acquire_owned()
         .map_err(|_| ProxyError::Overloaded)?;
     let options = &state.options;
-    let redactor: Arc<Redactor> = state.redactor.load_full();
-    let redactor = &*redactor;
+    let shared_redactor: Arc<Redactor> = state.redactor.load_full();
+    let redactor = &*shared_redactor;
     let (mut parts, body) = req.into_parts();
     // `--no-redaction` skips inspection only: every other step below runs
     // either way, so that it measures what redaction alone costs.
@@ -410,7 +410,14 @@ async fn forward(
     parts.version = http::Version::HTTP_11;
 
     let body = if inspect {
-        request_body(state, redactor, &mut parts.headers, body, report.clone()).await?
+        request_body(
+            state,
+            &shared_redactor,
+            &mut parts.headers,
+            body,
+            report.clone(),
+        )
+        .await?
     } else {
         uninspected_request_body(state, &parts.headers, body)?
     };
@@ -507,9 +514,12 @@ fn body_options(options: &ProxyOptions) -> BodyOptions {
 }
 
 /// Builds the redacted request body, and fixes Content-Length for it.
+/// A body in the identity coding is redacted when the upstream connection
+/// reads it (see [`DeferredBody`]). An encoded one is read here first, so
+/// that a body that fails to decode at once never reaches the upstream.
 async fn request_body(
     state: &Arc<State>,
-    redactor: &Redactor,
+    redactor: &Arc<Redactor>,
     headers: &mut http::HeaderMap,
     body: Incoming,
     report: BodyReport,
@@ -536,15 +546,12 @@ async fn request_body(
     if exact_len.is_none() {
         headers.remove(header::CONTENT_LENGTH);
     }
-    redact_body(
-        body,
-        redactor,
-        coding,
-        body_options(&state.options),
-        exact_len,
-        report,
-    )
-    .await
+    let options = body_options(&state.options);
+    if coding == ContentCoding::Identity {
+        let body = DeferredBody::new(body, Arc::clone(redactor), options, exact_len, report);
+        return Ok(body.boxed());
+    }
+    redact_body(body, redactor, coding, options, exact_len, report).await
 }
 
 /// Passes a request body on uninspected (`--no-redaction`), under the

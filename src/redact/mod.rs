@@ -113,6 +113,8 @@ pub struct CandidateCheck<'r> {
     /// that a check (one per request head) neither allocates nor clears
     /// a buffer of its own.
     joined: Vec<u8>,
+    /// Inputs are searched one by one, because there are regex rules.
+    one_by_one: bool,
     /// A regex rule found a candidate in an input on its own.
     found: bool,
 }
@@ -130,7 +132,7 @@ impl CandidateCheck<'_> {
     /// Adds an input.
     pub fn add(&mut self, input: &[u8]) {
         // Regex rules may be anchored, so they see each input alone.
-        if self.redactor.rules.has_regexes() {
+        if self.one_by_one {
             self.found = self.found || self.redactor.has_candidate(input);
             return;
         }
@@ -234,6 +236,7 @@ impl Redactor {
         CandidateCheck {
             redactor: self,
             joined: JOINED.take(),
+            one_by_one: self.rules.has_regexes(),
             found: false,
         }
     }

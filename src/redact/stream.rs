@@ -129,7 +129,7 @@ impl Stream {
     /// Returns false, and appends nothing, when no searcher finds a
     /// candidate in `input`: its output is `input` itself. Otherwise
     /// appends the whole output to `out` and returns true; the findings
-    /// are read with [`Stream::take_findings`] as usual.
+    /// are read with [`Stream::findings`] or [`Stream::take_findings`].
     ///
     /// The bytes before the first candidate are neither copied into the
     /// buffer nor scanned a second time: the stream starts [`LOOKBEHIND`]
@@ -191,6 +191,12 @@ impl Stream {
     /// were decided.
     pub fn take_findings(&mut self) -> Vec<Finding> {
         std::mem::take(&mut self.findings)
+    }
+
+    /// Returns the findings made so far without removing them, so that a
+    /// stream reset after each input keeps one findings list.
+    pub fn findings(&self) -> &[Finding] {
+        &self.findings
     }
 
     /// Input bytes taken but not yet turned into output: what an idle
