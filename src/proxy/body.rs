@@ -36,7 +36,15 @@ pub struct BodyOptions {
     pub frame_timeout: Duration,
     /// Pause after which held-back bytes are released.
     pub idle_flush: Option<Duration>,
+    /// After the body is rejected for its size or encoding, read and drop
+    /// what the sender still sends (see [`linger`]). For request bodies.
+    pub linger: bool,
 }
+
+/// Maximum time a rejected request body is read on.
+const LINGER_TIME: Duration = Duration::from_secs(5);
+/// Maximum bytes of a rejected request body read on.
+const LINGER_BYTES: u64 = 64 << 20;
 
 /// Largest engine read for a body, in bytes.
 const MAX_READ: usize = 64 * 1024;
@@ -601,7 +609,31 @@ async fn pump<B>(
     .await;
     if let Err(e) = result {
         report.set_error(e.clone());
+        let rejected = matches!(e, ProxyError::BodyTooLarge(_) | ProxyError::CorruptBody);
         let _ = tx.send(Err(e)).await;
+        if rejected && options.linger {
+            linger(body).await;
+        }
+    }
+}
+
+/// Reads and drops the rest of a rejected request body, for at most
+/// [`LINGER_TIME`] and [`LINGER_BYTES`]. A client that is still writing
+/// its body when the error response goes out then reads that response.
+/// Closing the connection at once could reset it before the client reads
+/// it.
+async fn linger<B>(mut body: B)
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    let deadline = Instant::now() + LINGER_TIME;
+    let mut left = LINGER_BYTES;
+    while let Ok(Some(Ok(frame))) = timeout_at(deadline, body.frame()).await {
+        let len = frame.data_ref().map_or(0, |d| d.len() as u64);
+        if len >= left {
+            break;
+        }
+        left -= len;
     }
 }
 
@@ -656,6 +688,7 @@ mod tests {
             },
             frame_timeout: Duration::from_secs(10),
             idle_flush: None,
+            linger: true,
         }
     }
 

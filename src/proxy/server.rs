@@ -510,6 +510,7 @@ fn body_options(options: &ProxyOptions) -> BodyOptions {
         },
         frame_timeout: options.body_timeout,
         idle_flush: options.idle_flush,
+        linger: true,
     }
 }
 
@@ -591,6 +592,7 @@ async fn response_body(
     }
     let mut options = body_options(&state.options);
     options.max_body = u64::MAX;
+    options.linger = false;
     redact_body(body, redactor, coding, options, exact_len, report)
         .await
         .map_err(|e| match e {
