@@ -37,7 +37,8 @@ pub struct BodyOptions {
     /// Pause after which held-back bytes are released.
     pub idle_flush: Option<Duration>,
     /// After the body is rejected for its size or encoding, read and drop
-    /// what the sender still sends (see [`linger`]). For request bodies.
+    /// what the sender still sends (see [`linger`]). Set for request bodies
+    /// only.
     pub linger: bool,
 }
 
@@ -357,10 +358,10 @@ where
 ///
 /// A body that arrives whole in its first frame is redacted there and then.
 /// A longer one is handed to a [`pump`] task, as in [`redact_body`]. An
-/// identity body cannot fail to decode, so giving up the check before the
-/// request is sent costs little. A body that fails later (too large, the
-/// client too slow or gone) ends the upstream request before it is whole,
-/// and the handler reads the error from the [`BodyReport`].
+/// identity body has nothing to decode, so it can only fail by growing too
+/// large or by its client being too slow or gone. Such a body ends the
+/// upstream request before it is whole, and the handler reads the error
+/// from the [`BodyReport`].
 pub struct DeferredBody<B> {
     state: Deferred<B>,
     redactor: Arc<Redactor>,
@@ -374,11 +375,12 @@ enum Deferred<B> {
     Start(B),
     /// Fed by a pump task.
     Channel(ChannelBody),
+    /// Passed on whole, or failed.
     Done,
 }
 
 impl<B> DeferredBody<B> {
-    /// Wraps `body`; `exact_len` as for [`redact_body`].
+    /// Wraps `body`. `exact_len` is as for [`redact_body`].
     pub fn new(
         body: B,
         redactor: Arc<Redactor>,
@@ -395,7 +397,8 @@ impl<B> DeferredBody<B> {
         }
     }
 
-    /// Ends the body with `error`, recorded in the report for the handler.
+    /// Ends the body with `error` and records it in the report for the
+    /// handler.
     fn fail(&mut self, error: ProxyError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.state = Deferred::Done;
         self.report.set_error(error.clone());
@@ -714,7 +717,7 @@ mod tests {
         (body, report)
     }
 
-    /// Reads every frame; returns the data frames, or the first error.
+    /// Reads every frame and returns the data frames, or the first error.
     async fn read_all<B: Body<Data = Bytes> + Unpin>(body: &mut B) -> Result<Vec<Bytes>, B::Error> {
         let mut chunks = Vec::new();
         while let Some(frame) = body.frame().await {

@@ -220,8 +220,8 @@ struct FileStamp {
 }
 
 /// A file modified this close to when it was read may have been written
-/// again within the same timestamp tick, which leaves its stamp unchanged:
-/// such a file is read again until its stamp is older than this.
+/// again within the same timestamp tick, which leaves its stamp unchanged.
+/// Such a file is read again until its stamp is older than this.
 const RACY_WINDOW: Duration = Duration::from_secs(2);
 
 /// Errors reading the credential file.
@@ -383,7 +383,7 @@ mod tests {
         assert!(!credential.refresh().unwrap(), "unchanged file");
 
         // Same length, renamed over the old file at once, as a Secret
-        // volume update does: the timestamp may not move, the inode does.
+        // volume update does. The timestamp may not move, the inode does.
         let staged = dir.path().join("token.new");
         std::fs::write(&staged, format!("{second}\n")).unwrap();
         std::fs::rename(&staged, &file).unwrap();
